@@ -1,0 +1,80 @@
+"""The `mdrbench` command. Subcommands live in their own modules and load lazily, so
+`mdrbench build` never imports torch (heavy modules are imported inside command bodies)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from mdrbench import __version__
+from mdrbench.errors import UserError
+
+# command name -> "module:attribute". Modules listed here import no torch at top level.
+COMMANDS = {
+    "datasets": "mdrbench.cli_data:datasets_cmd",
+    "build": "mdrbench.cli_data:build_cmd",
+    "stats": "mdrbench.cli_data:stats_cmd",
+    "verify": "mdrbench.cli_data:verify_cmd",
+    "synth": "mdrbench.cli_data:synth_cmd",
+    "eval": "mdrbench.cli_train:eval_cmd",
+    "table": "mdrbench.cli_train:table_cmd",
+    "quickstart": "mdrbench.cli_train:quickstart_cmd",
+    "conflict": "mdrbench.cli_train:conflict_cmd",
+    "validate": "mdrbench.cli_publish:validate_cmd",
+    "leaderboard": "mdrbench.cli_publish:leaderboard_grp",
+    "publish": "mdrbench.cli_publish:publish_cmd",
+    "download": "mdrbench.cli_publish:download_cmd",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(name for name in COMMANDS if self._load(name) is not None)
+
+    def get_command(self, ctx, name):
+        return self._load(name)
+
+    @staticmethod
+    def _load(name):
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # command not built yet
+                return None
+            raise
+        return getattr(module, attr, None)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mdrbench")
+def cli():
+    """mdrbench: reproducible multi-domain recommendation benchmarks (MAMDR, ICDE 2023).
+
+    Example: mdrbench quickstart
+    """
+
+
+def main(argv=None):
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()
