@@ -1,0 +1,143 @@
+"""The five MAMDR benchmarks as data: domains in the order that fixes their ids, and the
+per-domain CTR ratios the paper published (Tables II-IV).
+
+The ratios are what Python's `random.seed(123); round(random.uniform(0.2, 0.5), 2)` gives,
+drawn once per domain and restarting for every dataset (benchmark-spec.md). They are
+pinned here as data, not recomputed, and a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mdrbench.registry import Registry
+
+SPEC_VERSION = "1.0"
+
+PAPER_CTR_RATIOS = (
+    0.22, 0.23, 0.32, 0.23, 0.47, 0.21, 0.36, 0.30, 0.46, 0.25, 0.30, 0.30, 0.27, 0.20, 0.33,
+    0.23, 0.38, 0.22, 0.29, 0.33, 0.47, 0.23, 0.24, 0.44, 0.21, 0.47, 0.37, 0.28, 0.45, 0.43,
+)  # fmt: skip
+
+AMAZON_13 = (
+    "Arts Crafts and Sewing", "Digital Music", "Gift Cards", "Industrial and Scientific",
+    "Luxury Beauty", "Magazine Subscriptions", "Musical Instruments", "Office Products",
+    "Patio Lawn and Garden", "Prime Pantry", "Software", "Toys and Games", "Video Games",
+)  # fmt: skip
+AMAZON_6 = (
+    "Musical Instruments", "Office Products", "Patio Lawn and Garden", "Prime Pantry",
+    "Toys and Games", "Video Games",
+)  # fmt: skip
+
+AMAZON_URL = "http://deepyeti.ucsd.edu/jianmo/amazon/categoryFilesSmall/"
+AMAZON_MIRROR = "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/categoryFilesSmall/"
+TAOBAO_PAGE = "https://tianchi.aliyun.com/dataset/9716"
+
+MAMDR_CITATION = """@inproceedings{luo2023mamdr,
+  title     = {MAMDR: A Model Agnostic Learning Framework for Multi-Domain Recommendation},
+  author    = {Luo, Linhao and Li, Yumeng and Gao, Buyu and Tang, Shuai and Wang, Sinan and
+               Li, Jiancheng and Zhu, Tanchao and Liu, Jiancheng and Li, Zhao and Pan, Shirui},
+  booktitle = {IEEE 39th International Conference on Data Engineering (ICDE)},
+  year      = {2023}
+}"""
+AMAZON_CITATION = """@inproceedings{ni2019justifying,
+  title     = {Justifying Recommendations using Distantly-Labeled Reviews and Fine-Grained Aspects},
+  author    = {Ni, Jianmo and Li, Jiacheng and McAuley, Julian},
+  booktitle = {EMNLP-IJCNLP},
+  year      = {2019}
+}"""
+TAOBAO_CITATION = """@inproceedings{du2019sequential,
+  title     = {Sequential Scenario-Specific Meta Learner for Online Recommendation},
+  author    = {Du, Zhengxiao and Wang, Xiaowei and Yang, Hongxia and Zhou, Jingren and Tang, Jie},
+  booktitle = {KDD},
+  year      = {2019}
+}
+Taobao Cloud Theme Click Dataset, Tianchi dataset 9716, https://tianchi.aliyun.com/dataset/9716"""
+
+AMAZON_LICENCE = (
+    "Amazon Review Data (2018), Ni, Li and McAuley: released for research use without a "
+    "formal licence; cite the EMNLP 2019 paper."
+)
+TAOBAO_LICENCE = (
+    "Taobao Cloud Theme Click Dataset (Tianchi 9716): distributed by Alibaba Tianchi under its "
+    "terms of use after login; research use, redistribution only as those terms allow."
+)
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    name: str
+    ctr_ratio: float
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    kind: str  # "amazon" or "taobao"
+    domains: tuple[DomainSpec, ...]
+    version: str = SPEC_VERSION
+    description: str = ""
+    dr_k: int = 5  # MAMDR's DR sample number for this dataset (paper Sec. V-C)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def domain_names(self) -> list[str]:
+        return [d.name for d in self.domains]
+
+    def select(self, names: list[str] | None) -> tuple[DomainSpec, ...]:
+        """The spec's domains restricted to `names` (spec order kept, pinned ratios kept)."""
+        if not names:
+            return self.domains
+        from mdrbench.errors import unknown_name
+
+        by_name = {d.name: d for d in self.domains}
+        for n in names:
+            if n not in by_name:
+                raise unknown_name(f"domain of {self.name}", n, by_name)
+        keep = set(names)
+        return tuple(d for d in self.domains if d.name in keep)
+
+
+def amazon_file_name(category: str) -> str:
+    """'Patio Lawn and Garden' -> 'Patio_Lawn_and_Garden_5.json.gz'."""
+    return category.replace(", ", "_").replace(" ", "_") + "_5.json.gz"
+
+
+def taobao_domain_name(i: int) -> str:
+    return f"D{i + 1}"
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def _ratios(names) -> tuple[DomainSpec, ...]:
+    return tuple(DomainSpec(n, r) for n, r in zip(names, PAPER_CTR_RATIOS, strict=False))
+
+
+DATASETS.register(
+    "amazon-6",
+    DatasetSpec(
+        "amazon-6", "amazon", _ratios(AMAZON_6), dr_k=3,
+        description="Six Amazon 2018 categories with abundant interactions (paper Table II).",
+    ),
+)  # fmt: skip
+DATASETS.register(
+    "amazon-13",
+    DatasetSpec(
+        "amazon-13", "amazon", _ratios(AMAZON_13), dr_k=5,
+        description="Amazon-6 plus seven sparse categories (paper Table III).",
+    ),
+)  # fmt: skip
+for _n in (10, 20, 30):
+    DATASETS.register(
+        f"taobao-{_n}",
+        DatasetSpec(
+            f"taobao-{_n}", "taobao", _ratios([taobao_domain_name(i) for i in range(_n)]),
+            dr_k=5,
+            description=f"The first {_n} themes of the Taobao Cloud Theme click log (paper Table IV).",
+        ),
+    )  # fmt: skip
+
+
+def get_spec(name: str) -> DatasetSpec:
+    return DATASETS.get(name)

@@ -1,0 +1,31 @@
+"""Where datasets and results live by default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    """`$MDRBENCH_DATA`, else `~/.cache/mdrbench/datasets`."""
+    env = os.environ.get("MDRBENCH_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path("~/.cache/mdrbench/datasets").expanduser()
+
+
+def resolve_dataset(name_or_path: str | os.PathLike) -> Path:
+    """A built dataset's folder from a path, or a name under the default data directory."""
+    from mdrbench.errors import UserError
+
+    p = Path(name_or_path).expanduser()
+    if (p / "manifest.json").is_file():
+        return p
+    q = default_data_dir() / str(name_or_path)
+    if (q / "manifest.json").is_file():
+        return q
+    raise UserError(
+        f"no built dataset at '{name_or_path}' (looked for {p / 'manifest.json'} and "
+        f"{q / 'manifest.json'}). Build it first: mdrbench build NAME --out DIR, "
+        "or pass the dataset's folder."
+    )
