@@ -1,0 +1,274 @@
+"""Reading the raw files: Amazon 2018 5-core JSON Lines and the Taobao Cloud Theme CSVs.
+
+Every reader streams its file once, hashing the raw bytes on the way (the manifest records
+each input's sha256), and fails on a malformed line with the file name and line number,
+unless `on_bad_lines="skip"`, in which case the line is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from mdrbench.builders.specs import AMAZON_MIRROR, AMAZON_URL, TAOBAO_PAGE
+from mdrbench.errors import UserError
+
+CHUNK_BYTES = 64 << 20  # decompressed bytes parsed per polars call
+AMAZON_SCHEMA = {"reviewerID": pl.String, "asin": pl.String, "overall": pl.Float64}
+EMB_DIM = 128
+
+TAOBAO_FILES = {
+    "theme_click_log.csv": [
+        "user_id", "theme_id", "item_id", "leaf_cate_id", "cate_level1_id", "clk_cnt",
+        "reach_time",
+    ],
+    "user_embedding.csv": ["user_id", "emb"],
+    "item_embedding.csv": ["item_id", "emb"],
+}  # fmt: skip
+
+
+class RawDataError(UserError):
+    """A raw file that is missing, unreadable or malformed."""
+
+
+@dataclass
+class RawInfo:
+    """What the manifest records of one raw input file."""
+
+    sha256: str
+    bytes: int
+    n_bad_lines: int = 0
+
+    def as_dict(self) -> dict:
+        return {"sha256": self.sha256, "bytes": self.bytes, "n_bad_lines": self.n_bad_lines}
+
+
+class _HashingReader(io.RawIOBase):
+    """Wraps a binary file: hashes and counts the bytes read through it."""
+
+    def __init__(self, f):
+        self._f = f
+        self.sha = hashlib.sha256()
+        self.n = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        n = self._f.readinto(b)
+        if n:
+            self.sha.update(memoryview(b)[:n])
+            self.n += n
+        return n
+
+
+def _check_on_bad_lines(on_bad_lines: str) -> None:
+    if on_bad_lines not in ("error", "skip"):
+        raise UserError(f"--on-bad-lines must be 'error' or 'skip', not '{on_bad_lines}'")
+
+
+# --------------------------------------------------------------------------------------
+# Amazon
+
+
+def _amazon_line_ok(obj) -> bool:
+    return (
+        isinstance(obj, dict)
+        and isinstance(obj.get("reviewerID"), str)
+        and isinstance(obj.get("asin"), str)
+        and isinstance(obj.get("overall"), int | float)
+        and not isinstance(obj.get("overall"), bool)
+    )
+
+
+def _parse_amazon_chunk_slow(chunk: bytes, first_line: int, path: Path, on_bad_lines: str):
+    """Line by line, to name the bad line (or skip and count bad lines)."""
+    users, items, ratings, bad = [], [], [], 0
+    for i, line in enumerate(chunk.split(b"\n")):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            ok = _amazon_line_ok(obj)
+            why = "" if ok else "missing or mistyped reviewerID / asin / overall"
+        except ValueError as exc:
+            ok, why = False, f"not valid JSON ({exc.__class__.__name__}: {exc})"
+        if not ok:
+            if on_bad_lines == "error":
+                raise RawDataError(
+                    f"{path}: line {first_line + i}: {why}. Fix or re-download the file, or "
+                    "rerun with --on-bad-lines skip to drop such lines (the manifest counts them)."
+                )
+            bad += 1
+            continue
+        users.append(obj["reviewerID"])
+        items.append(obj["asin"])
+        ratings.append(float(obj["overall"]))
+    df = pl.DataFrame(
+        {"reviewerID": users, "asin": items, "overall": ratings}, schema=AMAZON_SCHEMA
+    )
+    return df, bad
+
+
+def _parse_amazon_chunk(chunk: bytes, first_line: int, path: Path, on_bad_lines: str):
+    n_lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+    try:
+        df = pl.read_ndjson(io.BytesIO(chunk), schema=AMAZON_SCHEMA)
+        if df.height == n_lines and df.null_count().sum_horizontal().item() == 0:
+            return df, 0
+    except pl.exceptions.PolarsError:
+        pass
+    # Something is off in this chunk (a bad line, a missing field, blank lines): find it.
+    return _parse_amazon_chunk_slow(chunk, first_line, path, on_bad_lines)
+
+
+def _open_error(path: Path, exc: Exception) -> RawDataError:
+    return RawDataError(
+        f"{path}: cannot read it as gzip ({exc.__class__.__name__}: {exc}). The file is "
+        "probably truncated or corrupt: delete it and rerun the build to download it again "
+        f"(or fetch it by hand from {AMAZON_URL} or {AMAZON_MIRROR})."
+    )
+
+
+def read_amazon(path: Path, on_bad_lines: str = "error") -> tuple[pl.DataFrame, RawInfo]:
+    """(reviewerID, asin, overall) rows of one `<Category>_5.json.gz`, exact duplicates of
+    the triple dropped (a pair reviewed twice with different ratings stays twice)."""
+    _check_on_bad_lines(on_bad_lines)
+    path = Path(path)
+    frames, bad, line_no = [], 0, 1
+    try:
+        with open(path, "rb") as raw:
+            hashing = _HashingReader(raw)
+            with gzip.GzipFile(fileobj=io.BufferedReader(hashing, 1 << 20)) as gz:
+                rest = b""
+                while True:
+                    block = gz.read(CHUNK_BYTES)
+                    if not block:
+                        break
+                    block = rest + block
+                    cut = block.rfind(b"\n") + 1
+                    chunk, rest = block[:cut], block[cut:]
+                    if chunk:
+                        df, b = _parse_amazon_chunk(chunk, line_no, path, on_bad_lines)
+                        frames.append(df)
+                        bad += b
+                        line_no += chunk.count(b"\n")
+                if rest.strip():
+                    df, b = _parse_amazon_chunk(rest, line_no, path, on_bad_lines)
+                    frames.append(df)
+                    bad += b
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise _open_error(path, exc) from None
+    except OSError as exc:
+        raise RawDataError(f"{path}: cannot read it ({exc.strerror or exc}).") from None
+    df = pl.concat(frames) if frames else pl.DataFrame(schema=AMAZON_SCHEMA)
+    df = df.unique(maintain_order=True)
+    return df, RawInfo(hashing.sha.hexdigest(), hashing.n, bad)
+
+
+# --------------------------------------------------------------------------------------
+# Taobao
+
+
+def taobao_help(raw_dir: Path) -> str:
+    cols = "\n".join(f"  {name}: {','.join(c)}" for name, c in TAOBAO_FILES.items())
+    return (
+        f"The Taobao Cloud Theme Click files need a login: download them from {TAOBAO_PAGE}, "
+        f"put them in {raw_dir} and pass --raw-dir {raw_dir}. Expected files and header "
+        f"columns:\n{cols}\n  (emb: 128 floats separated by single spaces)"
+    )
+
+
+def _read_csv_checked(path: Path, columns: list[str], raw_dir: Path, on_bad_lines: str):
+    if not path.is_file():
+        raise RawDataError(f"missing Taobao file {path}.\n" + taobao_help(raw_dir))
+    data = path.read_bytes()
+    info = RawInfo(hashlib.sha256(data).hexdigest(), len(data))
+    header = data[: data.find(b"\n")].decode("utf-8", "replace").strip().split(",")
+    if header != columns:
+        raise RawDataError(
+            f"{path}: header is {','.join(header)!r}, expected {','.join(columns)!r}.\n"
+            + taobao_help(raw_dir)
+        )
+    try:
+        df = pl.read_csv(
+            io.BytesIO(data), schema={c: pl.String for c in columns}, has_header=True,
+            truncate_ragged_lines=False,
+        )  # fmt: skip
+    except pl.exceptions.PolarsError as exc:
+        raise RawDataError(
+            f"{path}: not a well-formed CSV ({str(exc).splitlines()[0]}). Re-download it, "
+            "or check the file is the one named."
+        ) from None
+    return df, info
+
+
+def _bad_rows(path, bad_mask: np.ndarray, why: str, on_bad_lines: str) -> int:
+    n_bad = int(bad_mask.sum())
+    if n_bad and on_bad_lines == "error":
+        first = int(np.flatnonzero(bad_mask)[0]) + 2  # +1 header, +1 one-based
+        raise RawDataError(
+            f"{path}: line {first}: {why} ({n_bad} such lines). Fix the file, or rerun with "
+            "--on-bad-lines skip to drop them (the manifest counts them)."
+        )
+    return n_bad
+
+
+def _read_embeddings(path: Path, id_col: str, raw_dir: Path, on_bad_lines: str):
+    df, info = _read_csv_checked(path, [id_col, "emb"], raw_dir, on_bad_lines)
+    parts = df["emb"].str.strip_chars().str.split(" ")
+    floats = parts.cast(pl.List(pl.Float32), strict=False)
+    ok = (
+        df[id_col].is_not_null()
+        & floats.is_not_null()
+        & (floats.list.len() == EMB_DIM)
+        & (floats.list.eval(pl.element().is_null()).list.any() == False)  # noqa: E712
+    ).fill_null(False)
+    info.n_bad_lines = _bad_rows(
+        path, ~ok.to_numpy(), f"the emb field must hold {EMB_DIM} space-separated floats",
+        on_bad_lines,
+    )  # fmt: skip
+    out = pl.DataFrame({id_col: df[id_col], "features": floats}).filter(ok)
+    out = out.unique(subset=id_col, keep="first", maintain_order=True)
+    return out, info
+
+
+def read_taobao(raw_dir: Path, on_bad_lines: str = "error"):
+    """Clicks with an embedding for both user and item, themes numbered by first appearance.
+
+    Returns (clicks: user_id, item_id (raw strings), theme_no (0-based, order of first
+    appearance), theme_id; user_emb; item_emb; {file name: RawInfo})."""
+    _check_on_bad_lines(on_bad_lines)
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise RawDataError(f"raw folder {raw_dir} does not exist.\n" + taobao_help(raw_dir))
+    infos = {}
+    name = "theme_click_log.csv"
+    log, infos[name] = _read_csv_checked(raw_dir / name, TAOBAO_FILES[name], raw_dir, on_bad_lines)
+    ok = (log["user_id"].is_not_null() & log["item_id"].is_not_null() & log["theme_id"].is_not_null())
+    infos[name].n_bad_lines = _bad_rows(
+        raw_dir / name, ~ok.to_numpy(), "user_id, theme_id or item_id is empty", on_bad_lines
+    )
+    log = log.filter(ok).select("user_id", "theme_id", "item_id")
+    users, infos["user_embedding.csv"] = _read_embeddings(
+        raw_dir / "user_embedding.csv", "user_id", raw_dir, on_bad_lines
+    )
+    items, infos["item_embedding.csv"] = _read_embeddings(
+        raw_dir / "item_embedding.csv", "item_id", raw_dir, on_bad_lines
+    )
+    # Drop clicks whose user or item has no embedding, then number themes by first appearance.
+    log = log.join(users.select("user_id"), on="user_id", how="semi", maintain_order="left")
+    log = log.join(items.select("item_id"), on="item_id", how="semi", maintain_order="left")
+    themes = log["theme_id"].unique(maintain_order=True)
+    log = log.with_columns(
+        theme_no=pl.col("theme_id").replace_strict(themes, pl.int_range(len(themes), eager=True))
+    )
+    return log, users, items, infos
