@@ -253,7 +253,7 @@ def read_taobao(raw_dir: Path, on_bad_lines: str = "error"):
     infos = {}
     name = "theme_click_log.csv"
     log, infos[name] = _read_csv_checked(raw_dir / name, TAOBAO_FILES[name], raw_dir, on_bad_lines)
-    ok = (log["user_id"].is_not_null() & log["item_id"].is_not_null() & log["theme_id"].is_not_null())
+    ok = log["user_id"].is_not_null() & log["item_id"].is_not_null() & log["theme_id"].is_not_null()
     infos[name].n_bad_lines = _bad_rows(
         raw_dir / name, ~ok.to_numpy(), "user_id, theme_id or item_id is empty", on_bad_lines
     )

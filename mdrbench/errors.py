@@ -15,4 +15,4 @@ def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UserError:
     valid = list(valid)
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else "."
-    return UserError(f"unknown {kind} '{name}'{hint} Valid {kind}s: {', '.join(valid)}")
+    return UserError(f"unknown {kind} '{name}'{hint} Valid names: {', '.join(valid)}")

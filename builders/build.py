@@ -1,0 +1,233 @@
+"""`mdrbench build`: raw files -> a reproducible dataset folder (docs/format.md).
+
+The build writes into a temporary folder next to the target and renames it into place only
+when everything (Parquet, manifest, card) is written: an interrupted or failed build never
+leaves a folder that looks complete, and an existing dataset is replaced only with force.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from mdrbench import __version__
+from mdrbench.builders import raw as rawio
+from mdrbench.builders.card import dataset_card
+from mdrbench.builders.manifest import FORMAT_VERSION, MANIFEST, dump_manifest, file_sha256
+from mdrbench.builders.process import SPLITS, encode_ids, make_samples
+from mdrbench.builders.specs import DatasetSpec, amazon_file_name, get_spec
+from mdrbench.errors import UserError
+from mdrbench.paths import default_data_dir
+
+SAMPLE_SCHEMA = {"user_id": pl.Int64, "item_id": pl.Int64, "domain_id": pl.Int16, "label": pl.Int8}
+
+
+def default_raw_dir(kind: str) -> Path:
+    return default_data_dir().parent / "raw" / kind
+
+
+def _log(progress: bool, msg: str) -> None:
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _write_parquet(df: pl.DataFrame, path: Path) -> None:
+    # pyarrow with fixed settings: the bytes depend on the rows only, not on thread counts.
+    pq.write_table(
+        df.to_arrow(), path, compression="zstd", compression_level=3,
+        row_group_size=1 << 20, write_statistics=True,
+    )  # fmt: skip
+
+
+def _amazon_positives(spec, domains, raw_dir, on_bad_lines, offline, progress):
+    from mdrbench.builders.download import ensure_amazon_files
+
+    names = [d.name for d in domains]
+    paths = ensure_amazon_files(names, raw_dir, offline=offline, progress=progress)
+    frames, infos = [], {}
+    for d_id, name in enumerate(names):
+        path = Path(paths[name])
+        _log(progress, f"  reading {path.name}")
+        df, info = rawio.read_amazon(path, on_bad_lines)
+        infos[amazon_file_name(name)] = info
+        frames.append(df.with_columns(domain_id=pl.lit(d_id, pl.Int16)))
+    pos = pl.concat(frames).rename({"reviewerID": "user", "asin": "item"})
+    return pos.select("user", "item", "domain_id"), infos, None
+
+
+def _taobao_positives(spec, domains, raw_dir, on_bad_lines, offline, progress):
+    _log(progress, f"  reading Taobao files in {raw_dir}")
+    log, users, items, infos = rawio.read_taobao(raw_dir, on_bad_lines)
+    n_themes = int(log["theme_no"].max()) + 1 if log.height else 0
+    wanted = [spec.domain_names.index(d.name) for d in domains]  # theme numbers
+    if max(wanted) >= n_themes:
+        raise UserError(
+            f"{spec.name} needs {max(wanted) + 1} themes but {raw_dir / 'theme_click_log.csv'} "
+            f"has {n_themes} with embedded users and items. Check the files are the full "
+            "Cloud Theme logs, or build a smaller dataset (e.g. taobao-10, or --domains)."
+        )
+    theme_to_domain = pl.DataFrame(
+        {"theme_no": wanted, "domain_id": list(range(len(wanted)))},
+        schema={"theme_no": pl.Int64, "domain_id": pl.Int16},
+    )
+    pos = (
+        log.with_columns(pl.col("theme_no").cast(pl.Int64))
+        .join(theme_to_domain, on="theme_no", how="inner")
+        .select(pl.col("user_id").alias("user"), pl.col("item_id").alias("item"), "domain_id")
+        .unique()  # distinct (user, item) per theme
+        .sort("domain_id", "user", "item")
+    )
+    theme_ids = (
+        log.select("theme_no", "theme_id").unique("theme_no").sort("theme_no")["theme_id"].to_list()
+    )
+    return pos, infos, (users, items, [theme_ids[t] for t in wanted])
+
+
+def build_dataset(
+    name: str,
+    *,
+    raw_dir: Path | None = None,
+    out: Path | None = None,
+    domains: list[str] | None = None,
+    ctr_ratios: list[float] | None = None,
+    seed: int = 0,
+    force: bool = False,
+    on_bad_lines: str = "error",
+    offline: bool = False,
+    progress: bool = False,
+) -> Path:
+    """Build dataset `name` into `out/name` and return that folder."""
+    spec: DatasetSpec = get_spec(name)
+    selected = spec.select(domains)
+    if ctr_ratios is not None:
+        if len(ctr_ratios) != len(selected):
+            raise UserError(
+                f"--ctr-ratios has {len(ctr_ratios)} values for {len(selected)} domains "
+                f"({', '.join(d.name for d in selected)}): give one per domain."
+            )
+        if any(not (r > 0) for r in ctr_ratios):
+            raise UserError("every CTR ratio must be a positive number (#pos / #neg)")
+    ratios = list(ctr_ratios) if ctr_ratios is not None else [d.ctr_ratio for d in selected]
+    if spec.kind == "taobao" and raw_dir is None:
+        raise UserError(
+            "Taobao files cannot be downloaded by a program (login required): pass --raw-dir.\n"
+            + rawio.taobao_help(Path("<folder>"))
+        )
+    raw_dir = Path(raw_dir) if raw_dir is not None else default_raw_dir(spec.kind)
+    out = Path(out) if out is not None else default_data_dir()
+    target = out / spec.name
+    if target.exists() and not force:
+        raise UserError(f"{target} already exists: pass --force to replace it.")
+
+    # Read and process first, then write into a temporary folder next to the target.
+    _log(progress, f"building {spec.name} ({len(selected)} domains) into {target}")
+    read = _amazon_positives if spec.kind == "amazon" else _taobao_positives
+    pos, raw_infos, taobao_extra = read(spec, selected, raw_dir, on_bad_lines, offline, progress)
+    pos, user_keys, item_keys = encode_ids(pos, "user", "item")
+    _log(
+        progress, f"  {pos.height:,} positives, {len(user_keys):,} users, {len(item_keys):,} items"
+    )
+    samples = make_samples(pos.select("user_id", "item_id", "domain_id"), ratios, seed)
+
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(f".{spec.name}.tmp-*"):  # left by an interrupted build
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = out / f".{spec.name}.tmp-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        files = {}
+        for s, split in enumerate(SPLITS):
+            part = samples.filter(pl.col("split") == s).select(list(SAMPLE_SCHEMA))
+            _write_parquet(part.cast(SAMPLE_SCHEMA), tmp / f"{split}.parquet")
+            files[f"{split}.parquet"] = part.height
+        if taobao_extra is not None:
+            users, items, theme_ids = taobao_extra
+            for kind, table, keys in (("user", users, user_keys), ("item", items, item_keys)):
+                feats = (
+                    pl.DataFrame({f"{kind}_id": pl.int_range(len(keys), eager=True), "key": keys})
+                    .join(table.rename({f"{kind}_id": "key"}), on="key", how="left")
+                    .sort(f"{kind}_id")
+                    .select(
+                        pl.col(f"{kind}_id").cast(pl.Int64),
+                        pl.col("features").list.to_array(rawio.EMB_DIM),
+                    )
+                )
+                _write_parquet(feats, tmp / f"{kind}_features.parquet")
+                files[f"{kind}_features.parquet"] = feats.height
+        manifest = _manifest(spec, selected, ratios, seed, on_bad_lines, pos, samples, raw_infos)
+        if taobao_extra is not None:
+            for d, theme_id in zip(manifest["domains"], taobao_extra[2]):
+                d["theme_id"] = theme_id
+        (tmp / "README.md").write_text(dataset_card(spec, manifest), "utf-8")
+        files["README.md"] = None
+        manifest["files"] = {
+            f: {"sha256": file_sha256(tmp / f), "bytes": (tmp / f).stat().st_size}
+            | ({"rows": rows} if rows is not None else {})
+            for f, rows in sorted(files.items())
+        }
+        (tmp / MANIFEST).write_bytes(dump_manifest(manifest))
+        _swap_into_place(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _log(progress, f"done: {target} ({samples.height:,} samples)")
+    return target
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    """Rename the finished folder into place; an old dataset is moved aside first and
+    deleted only once the new one is in place."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _manifest(spec, selected, ratios, seed, on_bad_lines, pos, samples, raw_infos) -> dict:
+    per_pos = pos.group_by("domain_id").agg(
+        n_users=pl.col("user_id").n_unique(), n_items=pl.col("item_id").n_unique()
+    )
+    per_split = samples.group_by("domain_id").agg(
+        n_pos=(pl.col("label") == 1).sum(),
+        n_neg=(pl.col("label") == 0).sum(),
+        n_train=(pl.col("split") == 0).sum(),
+        n_val=(pl.col("split") == 1).sum(),
+        n_test=(pl.col("split") == 2).sum(),
+    )
+    stats = per_pos.join(per_split, on="domain_id").sort("domain_id").to_dicts()
+    domains = []
+    for d, (dom, ratio, st) in enumerate(zip(selected, ratios, stats)):
+        domains.append(
+            {"id": d, "name": dom.name, "ctr_ratio": ratio}
+            | {
+                k: int(st[k])
+                for k in ("n_users", "n_items", "n_pos", "n_neg", "n_train", "n_val", "n_test")
+            }
+        )
+    totals = {
+        "n_domains": len(domains),
+        "n_users": int(pos["user_id"].n_unique()),
+        "n_items": int(pos["item_id"].n_unique()),
+    } | {k: sum(d[k] for d in domains) for k in ("n_pos", "n_neg", "n_train", "n_val", "n_test")}
+    totals["n_samples"] = totals["n_pos"] + totals["n_neg"]
+    return {
+        "format_version": FORMAT_VERSION,
+        "name": spec.name,
+        "kind": spec.kind,
+        "spec_version": spec.version,
+        "mdrbench_version": __version__,
+        "seed": seed,
+        "on_bad_lines": on_bad_lines,
+        "domains": domains,
+        "totals": totals,
+        "files": {},
+        "raw_files": {k: v.as_dict() for k, v in sorted(raw_infos.items())},
+    }

@@ -1,0 +1,120 @@
+"""The manifest of a built dataset: checksums, counts, verification and the statistics
+tables (paper Tables I-IV) that `mdrbench stats` prints and the dataset card embeds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from mdrbench.errors import UserError
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def dump_manifest(manifest: dict) -> bytes:
+    """Canonical bytes: sorted keys would reorder domains' fields; keep insertion order,
+    fixed indent, trailing newline. No timestamps or paths go in, so equal builds are equal."""
+    return (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def load_manifest(path: Path) -> dict:
+    path = Path(path)
+    mpath = path / MANIFEST if path.is_dir() else path
+    if not mpath.is_file():
+        raise UserError(
+            f"no {MANIFEST} in {path}: not a built mdrbench dataset "
+            "(build one with: mdrbench build NAME --out DIR)."
+        )
+    try:
+        manifest = json.loads(mpath.read_text("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{mpath} is not valid JSON ({exc}); rebuild the dataset.") from None
+    for key in ("name", "domains", "totals", "files"):
+        if key not in manifest:
+            raise UserError(f"{mpath} lacks '{key}': not an mdrbench manifest; rebuild it.")
+    return manifest
+
+
+def manifest_sha256(path: Path) -> str:
+    """The checksum a result uses to name the exact build it ran on."""
+    path = Path(path)
+    return file_sha256(path / MANIFEST if path.is_dir() else path)
+
+
+def verify(path: Path) -> list[str]:
+    """Re-hash every file the manifest lists. Returns the problems (empty when all match)."""
+    path = Path(path)
+    manifest = load_manifest(path)
+    problems = []
+    for name, entry in manifest["files"].items():
+        f = path / name
+        if not f.is_file():
+            problems.append(f"{name}: missing")
+            continue
+        size = f.stat().st_size
+        if size != entry["bytes"]:
+            problems.append(f"{name}: {size} bytes, manifest says {entry['bytes']}")
+        elif file_sha256(f) != entry["sha256"]:
+            problems.append(f"{name}: sha256 differs from the manifest")
+    return problems
+
+
+# --------------------------------------------------------------------------------------
+# Statistics tables
+
+
+def _fmt_table(header: list[str], rows: list[list[str]], fmt: str) -> str:
+    if fmt == "csv":
+        return "\n".join(",".join(c.replace(",", "") for c in r) for r in [header, *rows])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(c.rjust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    sep = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
+    return "\n".join([line(header), sep, *(line(r) for r in rows)])
+
+
+def stats_tables(manifest: dict, fmt: str = "md") -> str:
+    """Table I (overall) and Tables II-IV (per domain) of the paper, from a manifest."""
+    if fmt not in ("md", "csv"):
+        raise UserError(f"--format must be md or csv, not '{fmt}'")
+    t = manifest["totals"]
+    n_samples = t["n_train"] + t["n_val"] + t["n_test"]
+    overall = _fmt_table(
+        ["Dataset", "#Domain", "#User", "#Item", "#Train", "#Val", "#Test", "Sample / Domain"],
+        [[
+            manifest["name"], str(t["n_domains"]), f"{t['n_users']:,}", f"{t['n_items']:,}",
+            f"{t['n_train']:,}", f"{t['n_val']:,}", f"{t['n_test']:,}",
+            f"{n_samples // max(t['n_domains'], 1):,}",
+        ]],
+        fmt,
+    )  # fmt: skip
+    rows = []
+    for d in manifest["domains"]:
+        n = d["n_pos"] + d["n_neg"]
+        rows.append([
+            str(d["id"]), d["name"], f"{n:,}", f"{100 * n / max(n_samples, 1):.2f}%",
+            f"{d['ctr_ratio']:.2f}", f"{d['n_pos'] / max(d['n_neg'], 1):.3f}",
+            f"{d['n_users']:,}", f"{d['n_items']:,}", f"{d['n_pos']:,}", f"{d['n_neg']:,}",
+            f"{d['n_train']:,}", f"{d['n_val']:,}", f"{d['n_test']:,}",
+        ])  # fmt: skip
+    per_domain = _fmt_table(
+        ["id", "Domain", "#Samples", "Percentage", "CTR Ratio", "measured pos/neg",
+         "#User", "#Item", "#Pos", "#Neg", "#Train", "#Val", "#Test"],
+        rows,
+        fmt,
+    )  # fmt: skip
+    if fmt == "csv":
+        return overall + "\n\n" + per_domain
+    return (
+        f"Overall statistics (paper Table I)\n\n{overall}\n\n"
+        f"Per-domain statistics (paper Tables II-IV)\n\n{per_domain}"
+    )
