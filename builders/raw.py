@@ -250,6 +250,11 @@ def read_taobao(raw_dir: Path, on_bad_lines: str = "error"):
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise RawDataError(f"raw folder {raw_dir} does not exist.\n" + taobao_help(raw_dir))
+    missing = [n for n in TAOBAO_FILES if not (raw_dir / n).is_file()]
+    if missing:
+        raise RawDataError(
+            f"missing Taobao file(s) in {raw_dir}: {', '.join(missing)}.\n" + taobao_help(raw_dir)
+        )
     infos = {}
     name = "theme_click_log.csv"
     log, infos[name] = _read_csv_checked(raw_dir / name, TAOBAO_FILES[name], raw_dir, on_bad_lines)
