@@ -135,8 +135,7 @@ def build_dataset(
     samples = make_samples(pos.select("user_id", "item_id", "domain_id"), ratios, seed)
 
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(f".{spec.name}.tmp-*"):  # left by an interrupted build
-        shutil.rmtree(stale, ignore_errors=True)
+    _remove_stale(out, spec.name)
     tmp = out / f".{spec.name}.tmp-{os.getpid()}"
     tmp.mkdir()
     try:
@@ -177,6 +176,24 @@ def build_dataset(
         raise
     _log(progress, f"done: {target} ({samples.height:,} samples)")
     return target
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale(out: Path, name: str) -> None:
+    """Delete temporary folders left by an interrupted build of `name` (not a running one)."""
+    for stale in list(out.glob(f".{name}.tmp-*")) + list(out.glob(f".{name}.old-*")):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not (pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _swap_into_place(tmp: Path, target: Path) -> None:

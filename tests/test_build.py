@@ -142,6 +142,15 @@ def test_existing_dataset_needs_force(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["amazon-13"]
 
 
+def test_interrupted_build_leftovers_are_cleaned(tmp_path):
+    raw = _amazon_raw(tmp_path, ["Gift Cards"])
+    out = tmp_path / "out"
+    (out / ".amazon-13.tmp-999999999" / "train.parquet").parent.mkdir(parents=True)
+    (out / ".amazon-13.tmp-999999999" / "train.parquet").write_text("half")
+    build_dataset("amazon-13", raw_dir=raw, out=out, domains=["Gift Cards"], offline=True)
+    assert sorted(p.name for p in out.iterdir()) == ["amazon-13"]
+
+
 def test_malformed_line_names_file_and_line(tmp_path):
     raw = tmp_path / "raw"
     write_amazon(raw, "Gift Cards", extra_lines=['{"reviewerID": "A", "asin": ', '{"asin": "X"}'])
