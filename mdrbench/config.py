@@ -1,0 +1,239 @@
+"""Every hyperparameter of a training run, as typed dataclasses, and `--set name=value`.
+
+A run has three sections, each a dataclass with the paper's defaults
+(../shared/docs/benchmark-spec.md, "Training protocol"):
+
+- `train`: `TrainConfig` below (optimizer, batch, epochs, early stopping, seed, device, ...);
+- `model`: the chosen model's `Config` (a subclass of `ModelConfig`: emb_dim, dropout, and
+  the model's own layer sizes);
+- `framework`: the chosen learning framework's `Config` (a subclass of `FrameworkConfig`).
+
+A model or framework declares its own hyperparameters next to its code, so adding one
+(issue 4's frameworks, a user's model) never touches this file. `--set name=value` finds
+`name` in whichever section has it (`section.name` also works), converts `value` to the
+field's declared type and refuses a wrong name or type with a message that says what is
+valid. Pure Python: no torch, so the CLI can parse options before importing it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mdrbench.errors import UserError
+
+
+@dataclass
+class TrainConfig:
+    """Options of the training loop, shared by every model and framework."""
+
+    lr: float = 1e-3  # Adam learning rate (paper: 1e-3)
+    batch_size: int = 1024  # paper: 1024
+    eval_batch_size: int = 16384  # rows per forward pass at evaluation (no effect on numbers)
+    epochs: int = 50  # most epochs of a stage; early stopping usually ends it sooner
+    patience: int = 3  # epochs without a better average validation AUC before stopping
+    seed: int = 0
+    device: str = "auto"  # "auto" (cuda when present, else cpu), "cpu", "cuda", "cuda:1", ...
+    # Embedding tables get sparse gradients and only the rows a batch touches are updated
+    # (SparseAdam); False: dense gradients and plain Adam over whole tables (DeepCTR's way).
+    sparse_embeddings: bool = True
+    threads: int = 0  # torch.set_num_threads when > 0
+
+
+@dataclass
+class ModelConfig:
+    """Hyperparameters every registered model has; models subclass it with their own."""
+
+    emb_dim: int = 128  # paper: 128
+    dropout: float = 0.5  # paper: 0.5
+    init_std: float = 1e-4  # normal init of embedding tables (DeepCTR's default)
+
+
+@dataclass
+class FrameworkConfig:
+    """Hyperparameters every learning framework has; frameworks subclass it with their own."""
+
+    # Which parameters are domain-specific (per-domain copies or offsets), as a rule over
+    # parameter names: "dense" = every parameter that is not an embedding table (default:
+    # copies of tables would cost domains x users x emb_dim floats), "all", "none", or
+    # "re:REGEX" (names matching REGEX, re.search).
+    specific_params: str = "dense"
+
+
+@dataclass
+class RunConfig:
+    """The resolved configuration of one run: what a result file saves under "config"."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: ModelConfig | None = field(default_factory=ModelConfig)  # None: a user's model
+    framework: FrameworkConfig = field(default_factory=FrameworkConfig)
+
+    def to_dict(self) -> dict:
+        return {
+            "train": dataclasses.asdict(self.train),
+            "model": {} if self.model is None else dataclasses.asdict(self.model),
+            "framework": dataclasses.asdict(self.framework),
+        }
+
+    def sections(self) -> dict[str, Any]:
+        secs = {"train": self.train, "model": self.model, "framework": self.framework}
+        return {k: v for k, v in secs.items() if v is not None}
+
+
+# ----------------------------------------------------------------------------- overrides
+
+
+def parse_sets(items: Iterable[str]) -> dict[str, str]:
+    """`["lr=0.01", "hidden=[64,32]"]` -> `{"lr": "0.01", "hidden": "[64,32]"}`."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UserError(f"--set expects NAME=VALUE, got '{item}'")
+        out[name] = value.strip()
+    return out
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Declared (resolved) types of a dataclass's fields."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is None:
+        return getattr(tp, "__name__", str(tp))
+    args = ", ".join(type_name(a) for a in typing.get_args(tp))
+    name = "list" if origin is list else getattr(origin, "__name__", str(origin))
+    return f"{name}[{args}]"
+
+
+def convert(value: Any, tp: Any, name: str = "value") -> Any:
+    """`value` (a string from the command line, or a Python value) as type `tp`.
+
+    Supports bool, int, float, str, list[T], tuple[T, ...] and Optional[T]. Raises
+    UserError naming the expected type.
+    """
+
+    def bad() -> UserError:
+        return UserError(f"{name}: expected {type_name(tp)}, got {value!r}")
+
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return convert(value, a, name)
+            except UserError:
+                pass
+        raise bad()
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError:
+                    raise bad() from None
+            else:
+                value = [v for v in (p.strip() for p in text.split(",")) if v]
+        if not isinstance(value, (list, tuple)):
+            raise bad()
+        inner = args[0] if args else str
+        items = [convert(v, inner, name) for v in value]
+        return items if origin is list else tuple(items)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise bad()
+    if tp is int:
+        if isinstance(value, bool):
+            raise bad()
+        if isinstance(value, int):
+            return value
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise bad() from None
+    if tp is float:
+        if isinstance(value, bool):
+            raise bad()
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return float(str(value).strip())
+        except ValueError:
+            raise bad() from None
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise bad()
+
+
+def apply_overrides(
+    run: RunConfig,
+    overrides: Mapping[str, Any],
+    elsewhere: Mapping[str, str] | None = None,
+) -> RunConfig:
+    """Set `name=value` pairs on the sections of `run` (in place; returns it).
+
+    `name` is a field of exactly one section, or `section.name`. `elsewhere` maps names that
+    belong to other models/frameworks to who owns them, for a clearer error.
+    """
+    sections = run.sections()
+    owners: dict[str, list[str]] = {}
+    for sec_name, sec in sections.items():
+        for f in dataclasses.fields(sec):
+            owners.setdefault(f.name, []).append(sec_name)
+    for key, value in overrides.items():
+        sec_name, dot, name = key.rpartition(".")
+        if dot:
+            if sec_name not in sections:
+                raise UserError(
+                    f"--set {key}: unknown section '{sec_name}'; sections: {', '.join(sections)}"
+                )
+            where = [sec_name] if name in owners and sec_name in owners[name] else []
+        else:
+            where = owners.get(name, [])
+        if not where:
+            raise _unknown_setting(key, name, owners, elsewhere or {})
+        if len(where) > 1:
+            raise UserError(
+                f"--set {key}: '{name}' is in sections {', '.join(where)}; "
+                f"write e.g. {where[0]}.{name}=..."
+            )
+        sec = sections[where[0]]
+        tp = field_types(type(sec))[name]
+        setattr(sec, name, convert(value, tp, f"--set {key}"))
+    return run
+
+
+def _unknown_setting(key, name, owners, elsewhere) -> UserError:
+    valid = sorted(owners)
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    if name in elsewhere:
+        msg = f"--set {key}: '{name}' is a hyperparameter of {elsewhere[name]}, not of this run."
+    else:
+        msg = f"--set {key}: unknown hyperparameter '{name}'"
+        msg += f"; did you mean '{close[0]}'?" if close else "."
+    return UserError(f"{msg} Valid names: {', '.join(valid)}")

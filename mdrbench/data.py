@@ -1,0 +1,237 @@
+"""A built dataset (docs/format.md) as in-memory tensors, and batches by index slicing.
+
+Rows of a split are stored sorted by domain, so a domain's rows are one contiguous slice
+(`Split.rows(d)`). A batch is a dict of tensors gathered with one index tensor: `user_id`,
+`item_id`, `domain_id` (int64), `label` (float32) and, for datasets with fixed features
+(Taobao), the `user_features`/`item_features` rows of the batch. No per-sample Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mdrbench.errors import UserError
+from mdrbench.paths import resolve_dataset
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about a dataset to build itself."""
+
+    name: str
+    kind: str
+    n_users: int
+    n_items: int
+    n_domains: int
+    domain_names: tuple[str, ...]
+    feature_dim: int = 0  # width of the fixed user/item features; 0 = none (ids are embedded)
+    manifest_sha256: str = ""
+    path: str = ""
+
+    @property
+    def has_features(self) -> bool:
+        return self.feature_dim > 0
+
+
+@dataclass
+class Split:
+    """One split's rows, sorted by domain. Columns live on `device`."""
+
+    user_id: torch.Tensor  # int64 [N]
+    item_id: torch.Tensor  # int64 [N]
+    domain_id: torch.Tensor  # int64 [N]
+    label: torch.Tensor  # float32 [N]
+    offsets: list[int]  # rows of domain d are offsets[d]:offsets[d+1]
+    user_features: torch.Tensor | None = None  # float32 [n_users, F], shared with the dataset
+    item_features: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.label.shape[0])
+
+    @property
+    def n_domains(self) -> int:
+        return len(self.offsets) - 1
+
+    def rows(self, d: int) -> slice:
+        return slice(self.offsets[d], self.offsets[d + 1])
+
+    def n_rows(self, d: int) -> int:
+        return self.offsets[d + 1] - self.offsets[d]
+
+    def take(self, index: torch.Tensor | slice) -> dict[str, torch.Tensor]:
+        """The batch of rows `index` (an index tensor, or a slice: views, no copy)."""
+        batch = {
+            "user_id": self.user_id[index],
+            "item_id": self.item_id[index],
+            "domain_id": self.domain_id[index],
+            "label": self.label[index],
+        }
+        if self.user_features is not None:
+            batch["user_features"] = self.user_features[batch["user_id"]]
+        if self.item_features is not None:
+            batch["item_features"] = self.item_features[batch["item_id"]]
+        return batch
+
+    def batches(
+        self,
+        batch_size: int,
+        domain: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches over one domain's rows (or all rows when `domain` is None).
+
+        With a generator the rows are shuffled (torch.randperm, so a seed fixes the order);
+        without, they come in stored order as slices.
+        """
+        if domain is None:
+            start, stop = 0, len(self)
+        else:
+            start, stop = self.offsets[domain], self.offsets[domain + 1]
+        n = stop - start
+        if generator is None:
+            for i in range(start, stop, batch_size):
+                yield self.take(slice(i, min(i + batch_size, stop)))
+            return
+        perm = torch.randperm(n, generator=generator)
+        if start:
+            perm += start
+        perm = perm.to(self.label.device)
+        for i in range(0, n, batch_size):
+            yield self.take(perm[i : i + batch_size])
+
+
+@dataclass
+class MDRData:
+    info: DatasetInfo
+    splits: dict[str, Split] = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def train(self) -> Split:
+        return self.splits["train"]
+
+    @property
+    def val(self) -> Split:
+        return self.splits["val"]
+
+    @property
+    def test(self) -> Split:
+        return self.splits["test"]
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def manifest_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a dataset folder's manifest.json bytes (how a result names its dataset)."""
+    return hashlib.sha256((Path(path) / "manifest.json").read_bytes()).hexdigest()
+
+
+def load_dataset(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> MDRData:
+    """Load a built dataset (a folder, or a name under the default data directory)."""
+    import pyarrow.parquet as pq
+
+    folder = resolve_dataset(name_or_path)
+    raw = (folder / "manifest.json").read_bytes()
+    try:
+        manifest = json.loads(raw)
+        domains = sorted(manifest["domains"], key=lambda d: d["id"])
+        totals = manifest["totals"]
+        names = tuple(str(d["name"]) for d in domains)
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UserError(f"{folder / 'manifest.json'} is not a dataset manifest: {exc}") from None
+    if [d["id"] for d in domains] != list(range(len(domains))):
+        raise UserError(f"{folder / 'manifest.json'}: domain ids must be 0..n-1")
+    n_users, n_items = int(totals["n_users"]), int(totals["n_items"])
+
+    feats = {}
+    for who, n in (("user", n_users), ("item", n_items)):
+        f = folder / f"{who}_features.parquet"
+        if f.is_file():
+            feats[who] = _load_features(pq.read_table(f), f"{who}_id", n, f)
+    feature_dim = int(feats["user"].shape[1]) if "user" in feats else 0
+    if feats and ("user" not in feats or "item" not in feats):
+        raise UserError(f"{folder}: needs both user_features.parquet and item_features.parquet")
+    if feats and feats["item"].shape[1] != feature_dim:
+        raise UserError(f"{folder}: user and item features differ in width")
+
+    info = DatasetInfo(
+        name=str(manifest.get("name", folder.name)),
+        kind=str(manifest.get("kind", "")),
+        n_users=n_users,
+        n_items=n_items,
+        n_domains=len(domains),
+        domain_names=names,
+        feature_dim=feature_dim,
+        manifest_sha256=hashlib.sha256(raw).hexdigest(),
+        path=str(folder),
+    )
+    device = torch.device(device)
+    uf = feats["user"].to(device) if feats else None
+    itf = feats["item"].to(device) if feats else None
+    data = MDRData(info=info, manifest=manifest)
+    for split in SPLITS:
+        f = folder / f"{split}.parquet"
+        if not f.is_file():
+            raise UserError(f"{folder}: missing {split}.parquet")
+        t = pq.read_table(f, columns=["user_id", "item_id", "domain_id", "label"])
+        cols = {c: t.column(c).to_numpy() for c in t.column_names}
+        data.splits[split] = _make_split(cols, info, uf, itf, device, f)
+    return data
+
+
+def _load_features(table, id_col: str, n: int, path: Path) -> torch.Tensor:
+    import pyarrow as pa
+
+    col = table.column("features").combine_chunks()
+    if not pa.types.is_fixed_size_list(col.type):
+        raise UserError(f"{path}: 'features' must be fixed_size_list<float32>")
+    width = col.type.list_size
+    values = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    values = values.reshape(-1, width)
+    ids = table.column(id_col).to_numpy()
+    if len(ids) == n and np.array_equal(ids, np.arange(n)):
+        return torch.from_numpy(np.array(values, copy=True))
+    if len(ids) and (ids.min() < 0 or ids.max() >= n):
+        raise UserError(f"{path}: {id_col} outside 0..{n - 1}")
+    out = np.zeros((n, width), dtype=np.float32)  # ids without a row get zero features
+    out[ids] = values
+    return torch.from_numpy(out)
+
+
+def _make_split(cols, info: DatasetInfo, uf, itf, device, path: Path) -> Split:
+    dom = cols["domain_id"].astype(np.int64)
+    if dom.size and (np.diff(dom) < 0).any():  # the format sorts by domain; be tolerant
+        order = np.argsort(dom, kind="stable")
+        cols = {k: v[order] for k, v in cols.items()}
+        dom = dom[order]
+    if dom.size and (dom.min() < 0 or dom.max() >= info.n_domains):
+        raise UserError(f"{path}: domain_id outside 0..{info.n_domains - 1}")
+    for c, n in (("user_id", info.n_users), ("item_id", info.n_items)):
+        v = cols[c]
+        if v.size and (v.min() < 0 or v.max() >= n):
+            raise UserError(f"{path}: {c} outside 0..{n - 1} (manifest totals)")
+    offsets = np.searchsorted(dom, np.arange(info.n_domains + 1)).tolist()
+
+    def t(x, dtype):  # a writable copy (arrow's arrays are read-only)
+        return torch.from_numpy(np.array(x, dtype=dtype, copy=True)).to(device)
+
+    return Split(
+        user_id=t(cols["user_id"], np.int64),
+        item_id=t(cols["item_id"], np.int64),
+        domain_id=t(dom, np.int64),
+        label=t(cols["label"], np.float32),
+        offsets=offsets,
+        user_features=uf,
+        item_features=itf,
+    )

@@ -1,0 +1,352 @@
+"""The learning-framework interface: how a model's parameters are trained across domains.
+
+A framework wraps any `nn.Module` whose `forward(batch)` returns logits; it never edits the
+model and never asks what model it is. It works on named parameter dicts
+(`dict(model.named_parameters())`) and evaluates a domain with its own parameters through
+`torch.func.functional_call(model, params, (batch,))`, so the model's own parameters stay
+as they are. The trainer knows frameworks only through this class:
+
+    for stage in fw.stages():                  # most frameworks: one stage
+        fw.begin_stage(stage)
+        for epoch ...:                         # early stopping, driven by the trainer
+            fw.train_epoch(epoch, domains)     # the framework's training, its optimizers
+            fw.predict(val)                    # params_for_domain(d) for each domain d
+            fw.state_dict() / fw.domain_state(d)   # the best state, kept in memory
+
+A stage selects its best state on the average validation AUC (`select="mean"`) or, for
+per-domain parameter sets (fine-tuning, separate models), each domain on its own validation
+AUC (`select="domain"`). The tools below (batches, loss, optimizers with sparse embedding
+updates, the specific-parameter rule) are what issue 4's frameworks (DN, DR, MAMDR, MAML,
+Reptile, MLDG, PCGrad, weighted loss) are built from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from mdrbench.config import FrameworkConfig, TrainConfig
+from mdrbench.data import MDRData, Split
+from mdrbench.errors import UserError
+from mdrbench.registry import Registry
+
+FRAMEWORKS: Registry[type[Framework]] = Registry("framework")
+
+Params = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A phase of training with its own early stopping.
+
+    select: "mean" = keep the state of the best average validation AUC (`state_dict`);
+            "domain" = keep each domain's best (`domain_state(d)`), a domain stops training
+            once it has not improved for `patience` epochs.
+    max_epochs: None = the run's `epochs`.
+    """
+
+    name: str
+    select: str = "mean"
+    max_epochs: int | None = None
+
+
+@dataclass
+class EpochStats:
+    loss: float = math.nan  # mean training loss over the epoch's samples
+    samples: int = 0  # training rows processed (a row seen twice counts twice)
+    domain_loss: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """What the trainer hands a framework."""
+
+    data: MDRData
+    train: TrainConfig
+    device: torch.device
+    generator: torch.Generator  # seeded; every shuffle draws from it (determinism)
+    log: Callable[[str], None] = lambda msg: None
+    progress_every: float = 30.0  # seconds between in-epoch progress lines
+    _last_progress: float = field(default_factory=time.monotonic)
+
+    def progress(self, msg: str) -> None:
+        """An in-epoch progress line, at most one per `progress_every` seconds."""
+        now = time.monotonic()
+        if now - self._last_progress >= self.progress_every:
+            self._last_progress = now
+            self.log(msg)
+
+
+# ----------------------------------------------------------------------------- parameter rules
+
+_EMBEDDING_TYPES = (nn.Embedding, nn.EmbeddingBag)
+
+
+def embedding_param_names(model: nn.Module) -> set[str]:
+    """Names of the weights of the model's embedding tables."""
+    return {
+        f"{mod_name}.{p_name}" if mod_name else p_name
+        for mod_name, mod in model.named_modules()
+        if isinstance(mod, _EMBEDDING_TYPES)
+        for p_name, _ in mod.named_parameters(recurse=False)
+    }
+
+
+def sparse_param_names(model: nn.Module) -> set[str]:
+    """Names of the parameters that get sparse gradients (embeddings with sparse=True)."""
+    return {
+        f"{mod_name}.{p_name}" if mod_name else p_name
+        for mod_name, mod in model.named_modules()
+        if isinstance(mod, _EMBEDDING_TYPES) and mod.sparse
+        for p_name, _ in mod.named_parameters(recurse=False)
+    }
+
+
+def set_sparse_embeddings(model: nn.Module, sparse: bool) -> int:
+    """Switch every embedding table of any model to sparse (or dense) gradients."""
+    n = 0
+    for mod in model.modules():
+        if isinstance(mod, _EMBEDDING_TYPES):
+            mod.sparse = sparse
+            n += 1
+    return n
+
+
+def specific_param_names(model: nn.Module, rule: str) -> list[str]:
+    """Domain-specific parameters by a rule over names (FrameworkConfig.specific_params)."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    if rule == "dense":
+        emb = embedding_param_names(model)
+        return [n for n in names if n not in emb]
+    if rule == "all":
+        return names
+    if rule == "none":
+        return []
+    if rule.startswith("re:"):
+        try:
+            pattern = re.compile(rule[3:])
+        except re.error as exc:
+            raise UserError(f"specific_params: bad regular expression {rule[3:]!r}: {exc}") from None
+        return [n for n in names if pattern.search(n)]
+    raise UserError(
+        f"specific_params: expected 'dense', 'all', 'none' or 're:REGEX', got {rule!r}"
+    )
+
+
+def clone_params(params: Mapping[str, Tensor], names: Sequence[str] | None = None) -> Params:
+    """Leaf copies (requires_grad=True) of `params` (or of the `names` among them)."""
+    names = list(params) if names is None else names
+    return {n: params[n].detach().clone().requires_grad_(True) for n in names}
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+_DENSE_OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
+
+
+class Optimizer:
+    """One optimizer over a named parameter dict, splitting sparse embedding tables off.
+
+    Adam does not take sparse gradients: embedding tables with sparse gradients go to
+    SparseAdam (moments updated only on the rows a batch touches: the "lazy Adam" of large
+    recommenders), the rest to Adam. SGD and Adagrad take sparse gradients themselves.
+    """
+
+    def __init__(
+        self,
+        params: Mapping[str, Tensor],
+        sparse_names: set[str] | frozenset[str] = frozenset(),
+        name: str = "adam",
+        lr: float = 1e-3,
+        **kwargs: Any,
+    ):
+        if name not in _DENSE_OPTIMIZERS:
+            raise UserError(
+                f"unknown optimizer '{name}'; valid optimizers: {', '.join(_DENSE_OPTIMIZERS)}"
+            )
+        self.params = dict(params)
+        sparse = [p for n, p in self.params.items() if n in sparse_names]
+        dense = [p for n, p in self.params.items() if n not in sparse_names]
+        self.optimizers: list[torch.optim.Optimizer] = []
+        if name == "adam":
+            if dense:
+                self.optimizers.append(torch.optim.Adam(dense, lr=lr, **kwargs))
+            if sparse:
+                self.optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
+        elif dense or sparse:
+            self.optimizers.append(_DENSE_OPTIMIZERS[name](dense + sparse, lr=lr, **kwargs))
+
+    def zero_grad(self) -> None:
+        for p in self.params.values():
+            p.grad = None
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+    def state_dict(self) -> list[dict]:
+        return [o.state_dict() for o in self.optimizers]
+
+    def load_state_dict(self, state: list[dict]) -> None:
+        for o, s in zip(self.optimizers, state):
+            o.load_state_dict(s)
+
+
+class LossMeter:
+    """Sums of loss x rows, kept as tensors (no device sync per batch)."""
+
+    def __init__(self) -> None:
+        self.total: dict[int, Tensor] = {}
+        self.rows: dict[int, int] = {}
+
+    def add(self, loss: Tensor, rows: int, domain: int = -1) -> None:
+        t = loss.detach() * rows
+        self.total[domain] = self.total[domain] + t if domain in self.total else t
+        self.rows[domain] = self.rows.get(domain, 0) + rows
+
+    def stats(self) -> EpochStats:
+        n = sum(self.rows.values())
+        if not n:
+            return EpochStats()
+        values = {d: float(t) / self.rows[d] for d, t in self.total.items()}
+        loss = sum(values[d] * self.rows[d] for d in values) / n
+        return EpochStats(loss=loss, samples=n, domain_loss={d: v for d, v in values.items() if d >= 0})
+
+
+# ----------------------------------------------------------------------------- the interface
+
+
+class Framework:
+    """Base of every learning framework. Subclasses set `Config` (their hyperparameters, a
+    FrameworkConfig subclass), `priority` (the highest is "the best available", e.g. for
+    `mdrbench quickstart`) and `summary`, and implement `train_epoch`."""
+
+    Config: ClassVar[type[FrameworkConfig]] = FrameworkConfig
+    priority: ClassVar[int] = 0
+    summary: ClassVar[str] = ""
+
+    def __init__(self, model: nn.Module, ctx: Context, cfg: FrameworkConfig | None = None):
+        self.model = model
+        self.ctx = ctx
+        self.cfg = dataclasses.replace(cfg) if cfg is not None else self.Config()
+        self.sparse_names = sparse_param_names(model)
+        self.stage: Stage | None = None
+
+    # -- what the trainer calls -------------------------------------------------------
+
+    def stages(self) -> list[Stage]:
+        return [Stage("train")]
+
+    def begin_stage(self, stage: Stage) -> None:
+        self.stage = stage
+
+    def train_epoch(self, epoch: int, domains: Sequence[int]) -> EpochStats:
+        """One epoch of training. `domains`: the domains still training (all, except in a
+        `select="domain"` stage, where domains that stopped improving drop out)."""
+        raise NotImplementedError
+
+    def params_for_domain(self, d: int) -> Params | None:
+        """The parameters domain `d` is evaluated with; None = the model's own."""
+        return None
+
+    @torch.no_grad()
+    def predict(self, split: Split, batch_size: int | None = None) -> np.ndarray:
+        """Click probabilities (float64) for every row of `split`, each domain evaluated with
+        `params_for_domain(d)`; the model is left in eval mode."""
+        self.model.eval()
+        bs = batch_size or self.ctx.train.eval_batch_size
+        out = torch.empty(len(split), dtype=torch.float64)
+        for d in range(split.n_domains):
+            rows = split.rows(d)
+            if rows.stop == rows.start:
+                continue
+            params = self.params_for_domain(d)
+            for i in range(rows.start, rows.stop, bs):
+                sl = slice(i, min(i + bs, rows.stop))
+                logits = self.forward(split.take(sl), params)
+                out[sl] = torch.sigmoid(logits.double()).cpu()
+        return out.numpy()
+
+    def state_dict(self) -> dict[str, Any]:
+        """An in-memory copy of everything predictions depend on (the best epoch's)."""
+        return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+
+    def domain_state(self, d: int) -> Any:
+        """Copy of domain `d`'s own parameters (for `select="domain"` stages)."""
+        raise NotImplementedError(f"{type(self).__name__} has no per-domain state")
+
+    def load_domain_state(self, d: int, state: Any) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no per-domain state")
+
+    def n_parameters(self) -> int:
+        """Trainable numbers held for prediction (per-domain copies included)."""
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    # -- tools for subclasses ---------------------------------------------------------
+
+    @property
+    def data(self) -> MDRData:
+        return self.ctx.data
+
+    @property
+    def n_domains(self) -> int:
+        return self.ctx.data.info.n_domains
+
+    def named_params(self) -> Params:
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def specific_names(self) -> list[str]:
+        return specific_param_names(self.model, self.cfg.specific_params)
+
+    def forward(self, batch: dict[str, Tensor], params: Mapping[str, Tensor] | None = None):
+        if params is None:
+            return self.model(batch)
+        return functional_call(self.model, dict(params), (batch,))
+
+    def loss(self, batch: dict[str, Tensor], params: Mapping[str, Tensor] | None = None):
+        logits = self.forward(batch, params)
+        return F.binary_cross_entropy_with_logits(logits, batch["label"])
+
+    def batches(self, domain: int | None = None, split: Split | None = None) -> Iterator[dict]:
+        """Shuffled training batches of one domain (or of all, mixed)."""
+        split = split or self.data.train
+        return split.batches(self.ctx.train.batch_size, domain, self.ctx.generator)
+
+    def domain_order(self, shuffle: bool) -> list[int]:
+        if not shuffle:
+            return list(range(self.n_domains))
+        return torch.randperm(self.n_domains, generator=self.ctx.generator).tolist()
+
+    def make_optimizer(
+        self, params: Mapping[str, Tensor], name: str = "adam", lr: float | None = None, **kw
+    ) -> Optimizer:
+        """Optimizer over named params; sparse embedding tables updated row-wise."""
+        lr = self.ctx.train.lr if lr is None else lr
+        return Optimizer(params, self.sparse_names, name=name, lr=lr, **kw)
+
+    def step(
+        self,
+        opt: Optimizer,
+        batch: dict[str, Tensor],
+        params: Mapping[str, Tensor] | None = None,
+    ) -> Tensor:
+        """zero_grad, loss, backward, step; returns the (detached) loss."""
+        opt.zero_grad()
+        loss = self.loss(batch, params)
+        loss.backward()
+        opt.step()
+        return loss.detach()

@@ -1,0 +1,246 @@
+"""What every model shares: the registry, the input module, DNN blocks and domain routing.
+
+A model is an `nn.Module` whose `forward(batch)` returns logits of shape [B]; `batch` is a
+dict of tensors (mdrbench.data) that always holds `domain_id`. Registered models subclass
+`MDRModel`, which gives them a typed `Config` (defaults = the paper's hyperparameters) and
+one shared `Inputs` module: trainable user/item/domain embeddings (Amazon), or the batch's
+fixed user/item features plus a trainable domain embedding (Taobao).
+
+Embedding tables are `nn.Embedding(sparse=True)`: their gradients hold only the rows a
+batch touches. The trainer switches them to dense (`sparse_embeddings=False`) by setting
+the modules' `sparse` flag, so a model never needs to know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import field
+
+import torch
+from torch import Tensor, nn
+
+from mdrbench.config import ModelConfig, apply_overrides
+from mdrbench.data import DatasetInfo
+from mdrbench.errors import UserError
+from mdrbench.registry import Registry
+
+MODELS: Registry[type[MDRModel]] = Registry("model")
+
+
+class MDRModel(nn.Module):
+    """Base of the registered models: `Model(info, cfg=None, **overrides)`."""
+
+    Config: type[ModelConfig] = ModelConfig
+
+    def __init__(self, info: DatasetInfo, cfg: ModelConfig | None = None, **overrides):
+        super().__init__()
+        cfg = dataclasses.replace(cfg) if cfg is not None else self.Config()
+        if not isinstance(cfg, self.Config):
+            raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}")
+        if overrides:
+            from mdrbench.config import RunConfig
+
+            apply_overrides(RunConfig(model=cfg), {f"model.{k}": v for k, v in overrides.items()})
+        self.info = info
+        self.cfg = cfg
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def build_model(name: str, info: DatasetInfo, cfg: ModelConfig | None = None, **overrides):
+    """A registered model by name (unknown names raise UserError with the valid ones)."""
+    return MODELS.get(name)(info, cfg, **overrides)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def embedding(n: int, dim: int, init_std: float) -> nn.Embedding:
+    emb = nn.Embedding(n, dim, sparse=True)
+    nn.init.normal_(emb.weight, 0.0, init_std)
+    return emb
+
+
+class Inputs(nn.Module):
+    """The three fields every model sees, each emb_dim wide: user, item, domain.
+
+    Ids are embedded when the dataset has no fixed features (Amazon). With fixed features
+    (Taobao) the batch's `user_features`/`item_features` are used as they are (not trained;
+    they live in the batch, not in the model, so frameworks never copy them); when their
+    width differs from emb_dim a trainable projection maps them (emb_dim = 128 = the
+    features' width in the paper's setting, so no projection there). The domain is always
+    a trainable embedding.
+
+    `linear=True` adds the wide/linear part of WDL, NFM and DeepFM: a 1-d weight per id
+    (or a linear map of the fixed features).
+    """
+
+    n_fields = 3
+
+    def __init__(self, info: DatasetInfo, emb_dim: int, init_std: float, linear: bool = False):
+        super().__init__()
+        self.emb_dim = emb_dim
+        self.has_features = info.has_features
+        self.domain = embedding(info.n_domains, emb_dim, init_std)
+        if self.has_features:
+            self.project = (
+                nn.Identity()
+                if info.feature_dim == emb_dim
+                else nn.Linear(info.feature_dim, emb_dim, bias=False)
+            )
+        else:
+            self.user = embedding(info.n_users, emb_dim, init_std)
+            self.item = embedding(info.n_items, emb_dim, init_std)
+        self.has_linear = linear
+        if linear:
+            self.linear_domain = embedding(info.n_domains, 1, init_std)
+            if self.has_features:
+                self.linear_features = nn.Linear(2 * info.feature_dim, 1, bias=False)
+                nn.init.normal_(self.linear_features.weight, 0.0, init_std)
+            else:
+                self.linear_user = embedding(info.n_users, 1, init_std)
+                self.linear_item = embedding(info.n_items, 1, init_std)
+
+    @property
+    def out_dim(self) -> int:
+        return self.n_fields * self.emb_dim
+
+    def fields(self, batch: dict[str, Tensor]) -> Tensor:
+        """[B, 3, emb_dim]: user, item, domain."""
+        if self.has_features:
+            u = self.project(batch["user_features"])
+            i = self.project(batch["item_features"])
+        else:
+            u = self.user(batch["user_id"])
+            i = self.item(batch["item_id"])
+        return torch.stack([u, i, self.domain(batch["domain_id"])], dim=1)
+
+    def linear(self, batch: dict[str, Tensor]) -> Tensor:
+        """[B]: the linear logit (wide part)."""
+        out = self.linear_domain(batch["domain_id"]).squeeze(-1)
+        if self.has_features:
+            x = torch.cat([batch["user_features"], batch["item_features"]], dim=1)
+            return out + self.linear_features(x).squeeze(-1)
+        return (
+            out
+            + self.linear_user(batch["user_id"]).squeeze(-1)
+            + self.linear_item(batch["item_id"]).squeeze(-1)
+        )
+
+
+# ----------------------------------------------------------------------------- blocks
+
+
+def _init_linear(layer: nn.Linear) -> nn.Linear:
+    # Glorot normal kernels and zero biases: DeepCTR's (TF) defaults, which the paper used.
+    nn.init.xavier_normal_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def linear(in_dim: int, out_dim: int, bias: bool = True) -> nn.Linear:
+    return _init_linear(nn.Linear(in_dim, out_dim, bias=bias))
+
+
+class DNN(nn.Sequential):
+    """Linear -> ReLU -> Dropout for each hidden width; `out_dim` is the last width."""
+
+    def __init__(self, in_dim: int, hidden: list[int], dropout: float):
+        layers: list[nn.Module] = []
+        for h in hidden:
+            layers += [linear(in_dim, h), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            in_dim = h
+        super().__init__(*layers)
+        self.out_dim = in_dim
+
+
+class Tower(nn.Module):
+    """DNN then a linear map to one logit per row: [B, in] -> [B]."""
+
+    def __init__(self, in_dim: int, hidden: list[int], dropout: float):
+        super().__init__()
+        self.dnn = DNN(in_dim, hidden, dropout)
+        self.out = linear(self.dnn.out_dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(self.dnn(x)).squeeze(-1)
+
+
+class ExpertBank(nn.Module):
+    """`n` experts with the same layer sizes, computed as batched matmuls: [B, in] -> [B, n, out]."""
+
+    def __init__(self, n: int, in_dim: int, hidden: list[int], dropout: float):
+        super().__init__()
+        if not hidden:
+            raise UserError("experts need at least one hidden layer")
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for h in hidden:
+            w = torch.empty(n, in_dim, h)
+            for e in range(n):
+                nn.init.xavier_normal_(w[e])  # Glorot: symmetric in fan-in and fan-out
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(torch.zeros(n, 1, h)))
+            in_dim = h
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.out_dim = in_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x.unsqueeze(0)  # [1, B, in], broadcast over experts
+        for w, b in zip(self.weights, self.biases):
+            h = self.dropout(torch.relu(torch.matmul(h, w) + b))  # [n, B, out]
+        return h.transpose(0, 1)  # [B, n, out]
+
+
+def softmax_gate(in_dim: int, hidden: list[int], n_out: int, dropout: float) -> nn.Sequential:
+    dnn = DNN(in_dim, hidden, dropout)
+    return nn.Sequential(dnn, linear(dnn.out_dim, n_out, bias=False), nn.Softmax(dim=-1))
+
+
+def route(domain_id: Tensor, fn: Callable[..., Tensor], *xs: Tensor) -> Tensor:
+    """Rows of each domain through `fn(d, *rows_of_xs)`; results back in the input order.
+
+    One call when the batch holds a single domain (alternate training); otherwise the rows
+    are grouped by domain once (a stable sort), each group runs, and one gather restores the
+    order. Domains absent from the batch cost nothing.
+    """
+    if domain_id.numel() == 0 or bool((domain_id == domain_id[0]).all()):
+        d = int(domain_id[0]) if domain_id.numel() else 0
+        return fn(d, *xs)
+    order = torch.argsort(domain_id, stable=True)
+    counts = torch.bincount(domain_id).tolist()
+    sorted_xs = [x[order] for x in xs]
+    parts, start = [], 0
+    for d, c in enumerate(counts):
+        if c:
+            parts.append(fn(d, *[x[start : start + c] for x in sorted_xs]))
+            start += c
+    out = torch.cat(parts)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    return out[inverse]
+
+
+def hidden_field(*sizes: int):
+    return field(default_factory=lambda: list(sizes))
+
+
+__all__ = [
+    "MODELS",
+    "MDRModel",
+    "build_model",
+    "Inputs",
+    "DNN",
+    "Tower",
+    "ExpertBank",
+    "softmax_gate",
+    "route",
+    "linear",
+    "embedding",
+    "hidden_field",
+]

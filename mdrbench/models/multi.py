@@ -1,0 +1,201 @@
+"""Multi-domain models: each domain has its own towers/gates (routed by `batch["domain_id"]`).
+Shared-Bottom, MMoE, PLE (one CGC level) and STAR (star-topology FCN, partitioned
+normalisation, auxiliary network). Defaults are the paper's layer sizes (Sec. V-C)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mdrbench.config import ModelConfig
+from mdrbench.models.base import (
+    DNN,
+    MODELS,
+    ExpertBank,
+    Inputs,
+    MDRModel,
+    Tower,
+    hidden_field,
+    route,
+    softmax_gate,
+)
+
+
+@MODELS("shared_bottom")
+class SharedBottom(MDRModel):
+    """A shared DNN, then one tower per domain."""
+
+    @dataclass
+    class Config(ModelConfig):
+        shared_hidden: list[int] = hidden_field(512, 256, 128)
+        tower_hidden: list[int] = hidden_field(64)
+
+    def __init__(self, info, cfg=None, **overrides):
+        super().__init__(info, cfg, **overrides)
+        c = self.cfg
+        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        self.bottom = DNN(self.inputs.out_dim, c.shared_hidden, c.dropout)
+        self.towers = nn.ModuleList(
+            Tower(self.bottom.out_dim, c.tower_hidden, c.dropout) for _ in range(info.n_domains)
+        )
+
+    def forward(self, batch):
+        h = self.bottom(self.inputs.fields(batch).flatten(1))
+        return route(batch["domain_id"], lambda d, x: self.towers[d](x), h)
+
+
+@MODELS("mmoe")
+class MMoE(MDRModel):
+    """Shared experts mixed by a per-domain softmax gate, then a per-domain tower."""
+
+    @dataclass
+    class Config(ModelConfig):
+        n_experts: int = 2
+        expert_hidden: list[int] = hidden_field(512, 256, 128)
+        tower_hidden: list[int] = hidden_field(64)
+        gate_hidden: list[int] = hidden_field(64)
+
+    def __init__(self, info, cfg=None, **overrides):
+        super().__init__(info, cfg, **overrides)
+        c = self.cfg
+        n = info.n_domains
+        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        d_in = self.inputs.out_dim
+        self.experts = ExpertBank(c.n_experts, d_in, c.expert_hidden, c.dropout)
+        self.gates = nn.ModuleList(
+            softmax_gate(d_in, c.gate_hidden, c.n_experts, c.dropout) for _ in range(n)
+        )
+        self.towers = nn.ModuleList(
+            Tower(self.experts.out_dim, c.tower_hidden, c.dropout) for _ in range(n)
+        )
+
+    def _domain(self, d: int, x: Tensor, e: Tensor) -> Tensor:
+        w = self.gates[d](x).unsqueeze(-1)  # [b, E, 1]
+        return self.towers[d]((w * e).sum(dim=1))
+
+    def forward(self, batch):
+        x = self.inputs.fields(batch).flatten(1)
+        return route(batch["domain_id"], self._domain, x, self.experts(x))
+
+
+@MODELS("ple")
+class PLE(MDRModel):
+    """PLE with one extraction level (CGC): shared experts and each domain's own experts,
+    mixed by the domain's gate, then the domain's tower. One level keeps a sample's cost
+    independent of the number of domains (a second level's shared gate would run every
+    domain's experts on every sample)."""
+
+    @dataclass
+    class Config(ModelConfig):
+        n_shared_experts: int = 2
+        n_specific_experts: int = 10
+        expert_hidden: list[int] = hidden_field(64)
+        tower_hidden: list[int] = hidden_field(256)
+        gate_hidden: list[int] = hidden_field(64)
+
+    def __init__(self, info, cfg=None, **overrides):
+        super().__init__(info, cfg, **overrides)
+        c = self.cfg
+        n = info.n_domains
+        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        d_in = self.inputs.out_dim
+        self.shared = ExpertBank(c.n_shared_experts, d_in, c.expert_hidden, c.dropout)
+        self.specific = nn.ModuleList(
+            ExpertBank(c.n_specific_experts, d_in, c.expert_hidden, c.dropout) for _ in range(n)
+        )
+        n_mix = c.n_shared_experts + c.n_specific_experts
+        self.gates = nn.ModuleList(
+            softmax_gate(d_in, c.gate_hidden, n_mix, c.dropout) for _ in range(n)
+        )
+        self.towers = nn.ModuleList(
+            Tower(self.shared.out_dim, c.tower_hidden, c.dropout) for _ in range(n)
+        )
+
+    def _domain(self, d: int, x: Tensor, s: Tensor) -> Tensor:
+        e = torch.cat([self.specific[d](x), s], dim=1)  # [b, n_specific + n_shared, H]
+        w = self.gates[d](x).unsqueeze(-1)
+        return self.towers[d]((w * e).sum(dim=1))
+
+    def forward(self, batch):
+        x = self.inputs.fields(batch).flatten(1)
+        return route(batch["domain_id"], self._domain, x, self.shared(x))
+
+
+class PartitionedNorm(nn.Module):
+    """STAR's partitioned normalisation: batch statistics per domain in training, each
+    domain's moving averages at evaluation; scale (gamma * gamma_d) and shift (beta + beta_d)."""
+
+    def __init__(self, n_domains: int, dim: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.gamma = nn.Parameter(torch.ones(dim))
+        self.beta = nn.Parameter(torch.zeros(dim))
+        self.domain_gamma = nn.Parameter(torch.ones(n_domains, dim))
+        self.domain_beta = nn.Parameter(torch.zeros(n_domains, dim))
+        self.register_buffer("running_mean", torch.zeros(n_domains, dim))
+        self.register_buffer("running_var", torch.ones(n_domains, dim))
+
+    def forward(self, d: int, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] > 1:
+            mean = x.mean(dim=0)
+            var = x.var(dim=0, unbiased=False)
+            with torch.no_grad():
+                m = self.momentum
+                self.running_mean[d].mul_(1 - m).add_(m * mean.detach())
+                self.running_var[d].mul_(1 - m).add_(m * var.detach())
+        else:
+            mean, var = self.running_mean[d], self.running_var[d]
+        x_hat = (x - mean) * torch.rsqrt(var + self.eps)
+        return x_hat * (self.gamma * self.domain_gamma[d]) + (self.beta + self.domain_beta[d])
+
+
+class StarLinear(nn.Module):
+    """A star-topology layer: weight W * W_d (element-wise), bias b + b_d."""
+
+    def __init__(self, n_domains: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(in_dim, out_dim))
+        nn.init.xavier_normal_(self.weight)
+        self.bias = nn.Parameter(torch.zeros(out_dim))
+        self.domain_weight = nn.Parameter(torch.ones(n_domains, in_dim, out_dim))
+        self.domain_bias = nn.Parameter(torch.zeros(n_domains, out_dim))
+
+    def forward(self, d: int, x: Tensor) -> Tensor:
+        return x @ (self.weight * self.domain_weight[d]) + (self.bias + self.domain_bias[d])
+
+
+@MODELS("star")
+class STAR(MDRModel):
+    """STAR (Sheng et al., CIKM 2021): partitioned normalisation, a star-topology FCN whose
+    weights are the shared ones times the domain's, and an auxiliary network over the
+    domain indicator and the other fields whose logit is added."""
+
+    @dataclass
+    class Config(ModelConfig):
+        hidden: list[int] = hidden_field(256, 128, 64)
+        aux_hidden: list[int] = hidden_field(64)
+
+    def __init__(self, info, cfg=None, **overrides):
+        super().__init__(info, cfg, **overrides)
+        c = self.cfg
+        n = info.n_domains
+        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        d_in = self.inputs.out_dim
+        self.norm = PartitionedNorm(n, d_in)
+        sizes = [d_in, *c.hidden, 1]
+        self.layers = nn.ModuleList(StarLinear(n, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.dropout = nn.Dropout(c.dropout) if c.dropout > 0 else nn.Identity()
+        self.aux = Tower(d_in, c.aux_hidden, c.dropout)
+
+    def _domain(self, d: int, x: Tensor) -> Tensor:
+        h = self.norm(d, x)
+        for layer in self.layers[:-1]:
+            h = self.dropout(torch.relu(layer(d, h)))
+        return self.layers[-1](d, h).squeeze(-1)
+
+    def forward(self, batch):
+        x = self.inputs.fields(batch).flatten(1)
+        return route(batch["domain_id"], self._domain, x) + self.aux(x)
+

@@ -1,0 +1,271 @@
+"""The reference trainer: one (dataset, model, framework, seed) run -> a result record.
+
+It never names a model or a framework: it builds what the registries give, hands the
+framework a `Context` (data, options, a seeded generator), runs the framework's stages with
+early stopping on validation AUC, keeps the best state in memory, and computes every
+number with `mdrbench.evaluate.evaluate`. See docs/training.md.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mdrbench import __version__
+from mdrbench.config import RunConfig, TrainConfig, apply_overrides
+from mdrbench.data import MDRData, Split, load_dataset
+from mdrbench.errors import UserError
+from mdrbench.evaluate import evaluate
+from mdrbench.frameworks import FRAMEWORKS, Context, Framework, set_sparse_embeddings
+from mdrbench.models import MODELS
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunResult:
+    record: dict  # the result JSON (schema_version 1)
+    history: list[dict] = field(default_factory=list)  # one entry per epoch
+    framework: Framework | None = None  # the trained framework (model inside), for reuse
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def _elsewhere(model: str | None, method: str) -> dict[str, str]:
+    """Hyperparameter names of the other models/frameworks -> who has them (for errors)."""
+    out: dict[str, str] = {}
+    for kind, reg, mine in (("model", MODELS, model), ("framework", FRAMEWORKS, method)):
+        for name in reg:
+            if name == mine:
+                continue
+            for f in fields(reg.get(name).Config):
+                out.setdefault(f.name, f"{kind} '{name}'")
+    return out
+
+
+def resolve_config(
+    model: str | nn.Module,
+    method: str,
+    overrides: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """The run's configuration: defaults of the train loop, the model and the framework,
+    then `overrides` (name -> value or string), type-checked."""
+    fw_cls = FRAMEWORKS.get(method)
+    model_cfg = MODELS.get(model).Config() if isinstance(model, str) else None
+    run = RunConfig(train=TrainConfig(), model=model_cfg, framework=fw_cls.Config())
+    apply_overrides(run, overrides or {}, _elsewhere(model if isinstance(model, str) else None, method))
+    t = run.train
+    for name, value, low in (
+        ("batch_size", t.batch_size, 1),
+        ("eval_batch_size", t.eval_batch_size, 1),
+        ("epochs", t.epochs, 1),
+        ("patience", t.patience, 1),
+    ):
+        if value < low:
+            raise UserError(f"{name} must be >= {low}, got {value}")
+    if not t.lr > 0:
+        raise UserError(f"lr must be > 0, got {t.lr}")
+    return run
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise UserError(f"device: unknown device '{spec}' (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("device: CUDA was asked for but torch sees no GPU")
+    return device
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _score(m: dict) -> float:
+    """Selection score of a metrics dict (split or domain): AUC; -logloss when undefined."""
+    a = m.get("auc_mean", m.get("auc"))
+    if a is not None:
+        return a
+    ll = m.get("logloss")
+    return -ll if ll is not None else -math.inf
+
+
+class _Evaluator:
+    def __init__(self, fw: Framework, data: MDRData):
+        self.fw, self.names = fw, data.info.domain_names
+        self.arrays = {
+            name: (s.domain_id.cpu().numpy(), s.label.cpu().numpy()) for name, s in data.splits.items()
+        }
+        self.splits: dict[str, Split] = data.splits
+
+    def __call__(self, split: str) -> dict:
+        probs = self.fw.predict(self.splits[split])
+        dom, lab = self.arrays[split]
+        return evaluate(dom, lab, probs, self.names)
+
+
+def train(
+    dataset: str | Path | MDRData,
+    model: str | nn.Module = "mlp",
+    method: str = "alternate",
+    *,
+    seed: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    run: RunConfig | None = None,
+    log: Callable[[str], None] | None = None,
+    log_domains: bool = False,
+) -> RunResult:
+    """Train `model` (a registered name, or any nn.Module with forward(batch) -> logits)
+    with framework `method` on `dataset`; early stopping on average validation AUC; test
+    metrics of the best state. `log` receives progress lines (None: silent)."""
+    run = run if run is not None else resolve_config(model, method, overrides)
+    tc = run.train
+    if seed is not None:
+        tc.seed = seed
+    if tc.threads > 0:
+        torch.set_num_threads(tc.threads)
+    device = resolve_device(tc.device)
+    log = log or (lambda msg: None)
+    data = dataset if isinstance(dataset, MDRData) else load_dataset(dataset, device)
+    info = data.info
+
+    # 1. Model and framework, from the seed (same seed + same data = same numbers on CPU).
+    torch.manual_seed(tc.seed)
+    net = MODELS.get(model)(info, run.model) if isinstance(model, str) else model
+    set_sparse_embeddings(net, tc.sparse_embeddings)
+    net.to(device)
+    generator = torch.Generator().manual_seed(tc.seed)
+    ctx = Context(data=data, train=tc, device=device, generator=generator, log=log)
+    fw = FRAMEWORKS.get(method)(net, ctx, run.framework)
+    evaluator = _Evaluator(fw, data)
+    n_dom = info.n_domains
+
+    # 2. Stages, each with early stopping; the best state is kept in memory.
+    history: list[dict] = []
+    epoch = best_epoch = samples = 0
+    train_time = 0.0
+    t_start = time.perf_counter()
+    for si, stage in enumerate(fw.stages()):
+        fw.begin_stage(stage)
+        per_domain = stage.select == "domain"
+        if stage.select not in ("mean", "domain"):
+            raise ValueError(f"stage {stage.name}: select must be 'mean' or 'domain'")
+        best = {d: -math.inf for d in range(n_dom)} if per_domain else -math.inf
+        states: dict[int, Any] = {}
+        best_state = None
+        bad = dict.fromkeys(range(n_dom), 0) if per_domain else 0
+        active = list(range(n_dom))
+        if si > 0:  # the previous stage's result is this stage's first candidate
+            val = evaluator("val")
+            if per_domain:
+                for d, name in enumerate(info.domain_names):
+                    best[d] = _score(val["domains"][name])
+                    states[d] = fw.domain_state(d)
+            else:
+                best, best_state = _score(val), fw.state_dict()
+        for _ in range(stage.max_epochs or tc.epochs):
+            if not active:
+                break
+            epoch += 1
+            net.train()
+            t0 = time.perf_counter()
+            stats = fw.train_epoch(epoch, list(active))
+            dt = time.perf_counter() - t0
+            train_time += dt
+            samples += stats.samples
+            val = evaluator("val")
+            history.append(
+                {
+                    "epoch": epoch,
+                    "stage": stage.name,
+                    "loss": stats.loss,
+                    "samples": stats.samples,
+                    "seconds": dt,
+                    "val_auc": val["auc_mean"],
+                }
+            )
+            log(
+                f"epoch {epoch:3d} [{stage.name}] loss {stats.loss:.4f}  val auc "
+                f"{_fmt(val['auc_mean'])}  {dt:.1f}s  {stats.samples / max(dt, 1e-9):,.0f} samples/s"
+            )
+            if log_domains:
+                for d, name in enumerate(info.domain_names):
+                    dl = stats.domain_loss.get(d)
+                    log(
+                        f"    domain {d:3d} {name[:30]:30s} loss {_fmt(dl)}  val auc "
+                        f"{_fmt(val['domains'][name]['auc'])}"
+                    )
+            if per_domain:
+                for d in list(active):
+                    sc = _score(val["domains"][info.domain_names[d]])
+                    if sc > best[d]:
+                        best[d], states[d], bad[d] = sc, fw.domain_state(d), 0
+                        best_epoch = epoch
+                    else:
+                        bad[d] += 1
+                        if bad[d] >= tc.patience:
+                            active.remove(d)
+            else:
+                sc = _score(val)
+                if sc > best:
+                    best, best_state, bad, best_epoch = sc, fw.state_dict(), 0, epoch
+                else:
+                    bad += 1
+                    if bad >= tc.patience:
+                        break
+        if per_domain:
+            for d, s in states.items():
+                fw.load_domain_state(d, s)
+        elif best_state is not None:
+            fw.load_state_dict(best_state)
+    train_seconds = time.perf_counter() - t_start
+
+    # 3. Numbers of the selected state, from the one evaluator.
+    metrics = {"val": evaluator("val"), "test": evaluator("test")}
+    log(
+        f"best epoch {best_epoch}: val auc {_fmt(metrics['val']['auc_mean'])}, "
+        f"test auc {_fmt(metrics['test']['auc_mean'])}"
+    )
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "mdrbench_version": __version__,
+        "dataset": {"name": info.name, "manifest_sha256": info.manifest_sha256},
+        "model": model if isinstance(model, str) else type(model).__name__,
+        "method": method,
+        "seed": tc.seed,
+        "config": run.to_dict(),
+        "best_epoch": best_epoch,
+        "metrics": metrics,
+        "train_seconds": train_seconds,
+        "samples_per_second": samples / train_time if train_time > 0 else 0.0,
+        "n_parameters": int(fw.n_parameters()),
+    }
+    return RunResult(record=record, history=history, framework=fw)
+
+
+def _fmt(x: float | None) -> str:
+    return "  n/a " if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.4f}"
+
+
+def stderr_log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def result_filename(record: dict) -> str:
+    """`<dataset>__<model>__<method>__seed<seed>.json` (one file per run)."""
+    return (
+        f"{record['dataset']['name']}__{record['model']}__{record['method']}"
+        f"__seed{record['seed']}.json"
+    )
