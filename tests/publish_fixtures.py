@@ -515,20 +515,21 @@ class Chromium:
                 return d["result"]
             self.events.append(d)
 
-    def wait_event(self, method: str, timeout=20.0) -> dict:
-        for i, e in enumerate(self.events):
-            if e.get("method") == method:
-                return self.events.pop(i)
-        while True:
-            d = self._read(timeout)
-            if d.get("method") == method:
-                return d
-            self.events.append(d)
-
-    def goto(self, url: str) -> None:
+    def goto(self, url: str, timeout=20.0) -> None:
+        """Load `url` and wait for its load event. A JavaScript dialog (alert) is dismissed,
+        so it cannot stall the page, and stays in the events for problems() to report."""
         self.events.clear()
         self.call("Page.navigate", session=True, url=url)
-        self.wait_event("Page.loadEventFired")
+        while True:
+            if any(e.get("method") == "Page.loadEventFired" for e in self.events):
+                return
+            d = self._read(timeout)
+            self.events.append(d)
+            if d.get("method") == "Page.javascriptDialogOpening":
+                self._id += 1
+                msg = {"id": self._id, "method": "Page.handleJavaScriptDialog",
+                       "params": {"accept": True}, "sessionId": self.session}  # fmt: skip
+                os.write(self._w, json.dumps(msg).encode() + b"\0")
 
     def js(self, expression: str):
         r = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True,

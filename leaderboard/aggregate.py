@@ -1,0 +1,128 @@
+"""From validated result files to leaderboard entries: mean +- std over seeds and RANK.
+
+One entry = one dataset build, model, method and config (apart from the seed). Its numbers
+are the test metrics of its runs, as the one evaluator wrote them: mean and sample
+standard deviation (ddof = 1) over seeds. RANK (the paper's metric): on each domain, rank the
+ranked entries of the same build by their mean AUC (1 = best, ties share the mean of their
+ranks), then average over the domains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mdrbench.validate import RUN_ONLY_KEYS, LoadedResult
+
+
+@dataclass
+class Stat:
+    mean: float | None
+    std: float | None  # None with fewer than two values
+    n: int
+
+    @classmethod
+    def of(cls, values) -> Stat:
+        v = [x for x in values if x is not None]
+        if not v:
+            return cls(None, None, 0)
+        return cls(float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else None, len(v))
+
+
+@dataclass
+class Entry:
+    dataset: str
+    manifest_sha256: str
+    model: str
+    method: str
+    config: dict  # the resolved config without run-only keys (seed, device)
+    runs: list[LoadedResult]
+    ranked: bool = True
+    rank: float | None = None
+    variant: str = ""  # set when several entries share model and method
+    auc: Stat = field(init=False)
+    val_auc: Stat = field(init=False)
+    domains: dict[str, Stat] = field(init=False)
+
+    def __post_init__(self):
+        test = [r.data["metrics"]["test"] for r in self.runs]
+        self.auc = Stat.of(m["auc_mean"] for m in test)
+        self.val_auc = Stat.of(r.data["metrics"]["val"]["auc_mean"] for r in self.runs)
+        names = list(test[0]["domains"])
+        self.domains = {n: Stat.of(m["domains"].get(n, {}).get("auc") for m in test) for n in names}
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(r.data["seed"] for r in self.runs)
+
+    @property
+    def id(self) -> str:
+        """A file-name-safe id, stable for the same entry."""
+        key = json.dumps([self.dataset, self.manifest_sha256, self.model, self.method, self.config],
+                         sort_keys=True)  # fmt: skip
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    @property
+    def n_parameters(self) -> int | None:
+        vals = {r.data["n_parameters"] for r in self.runs}
+        return vals.pop() if len(vals) == 1 else int(np.mean(list(vals)))
+
+    @property
+    def train_seconds(self) -> Stat:
+        return Stat.of(r.data["train_seconds"] for r in self.runs)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [r.path for r in sorted(self.runs, key=lambda r: r.data["seed"])]
+
+
+def aggregate(results: list[LoadedResult], *, min_seeds: int = 3) -> list[Entry]:
+    """Group runs into entries and rank them; entries with fewer than `min_seeds` seeds are
+    kept but unranked (the caller decides whether to show them)."""
+    groups: dict[tuple, list[LoadedResult]] = defaultdict(list)
+    for r in results:
+        groups[r.entry_key].append(r)
+    entries = []
+    for (name, sha, model, method, _), runs in groups.items():
+        cfg = {k: v for k, v in runs[0].data["config"].items() if k not in RUN_ONLY_KEYS}
+        e = Entry(name, sha, model, method, cfg, runs)
+        e.ranked = len({r.data["seed"] for r in runs}) >= min_seeds
+        entries.append(e)
+    # Several configs of one model + method: tell them apart by a short config hash.
+    by_mm = defaultdict(list)
+    for e in entries:
+        by_mm[(e.manifest_sha256, e.model, e.method)].append(e)
+    for group in by_mm.values():
+        if len(group) > 1:
+            for e in group:
+                e.variant = e.id[:6]
+    by_build = defaultdict(list)
+    for e in entries:
+        by_build[e.manifest_sha256].append(e)
+    for group in by_build.values():
+        assign_ranks([e for e in group if e.ranked])
+    return entries
+
+
+def rank_desc(values: list[float]) -> list[float]:
+    """1 = largest; tied values share the mean of the ranks they span."""
+    return [1 + sum(w > v for w in values) + (sum(w == v for w in values) - 1) / 2 for v in values]
+
+
+def assign_ranks(entries: list[Entry]) -> None:
+    """RANK of each entry among `entries` (one build): per-domain ranks by mean AUC,
+    averaged over the domains where the entry has an AUC."""
+    per_entry: dict[int, list[float]] = defaultdict(list)
+    domains = {n for e in entries for n in e.domains}
+    for name in sorted(domains):
+        have = [(i, e.domains[name].mean) for i, e in enumerate(entries)
+                if name in e.domains and e.domains[name].mean is not None]  # fmt: skip
+        for (i, _), r in zip(have, rank_desc([v for _, v in have])):
+            per_entry[i].append(r)
+    for i, e in enumerate(entries):
+        e.rank = float(np.mean(per_entry[i])) if per_entry[i] else None

@@ -1,0 +1,556 @@
+"""The static leaderboard site: HTML, one CSS file and one plain-JavaScript file.
+
+No CDN, no network, no build step: the pages work opened from disk (file://) and from any
+static host. Every string that comes from a results file or a manifest goes through `h()`
+(HTML-escaped, quotes included) before it reaches a page; resolved configs are written as
+JSON files next to the pages and linked, never inlined.
+
+Layout of SITE_DIR:
+    index.html            one sortable table per dataset build (+ the paper's reference rows)
+    <dataset>.html        per-domain AUC table, heatmap (inline SVG), method x model matrix
+    configs/<id>.json     the resolved config of each entry's runs
+    assets/style.css, assets/sort.js
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from importlib import resources
+from pathlib import Path
+
+from mdrbench import __version__
+from mdrbench.baselines import paper
+from mdrbench.builders.build import _swap_into_place
+from mdrbench.leaderboard.aggregate import Entry, aggregate
+from mdrbench.validate import MIN_SEEDS, LoadedResult
+
+ASSETS = ("style.css", "sort.js")
+# Methods in the paper's order (Table X), then anything else alphabetically.
+METHOD_ORDER = ["joint", "alternate", "finetune", "separate", "weighted_loss", "pcgrad", "maml",
+                "reptile", "mldg", "dn", "dr", "mamdr"]  # fmt: skip
+MODEL_ORDER = ["mlp", "wdl", "nfm", "autoint", "deepfm", "shared_bottom", "mmoe", "ple", "star"]
+
+
+def h(x) -> str:
+    """HTML-escape anything shown on a page (text and attribute values alike)."""
+    return html.escape(str(x), quote=True)
+
+
+def _order(names, preferred) -> list[str]:
+    pos = {n: i for i, n in enumerate(preferred)}
+    return sorted(set(names), key=lambda n: (pos.get(n, len(pos)), n))
+
+
+def _dataset_order(names) -> list[str]:
+    from mdrbench.builders.specs import DATASETS
+
+    return _order(names, DATASETS.names())
+
+
+def page_file(dataset: str) -> str:
+    """The dataset page's file name (dataset names are validated, but keep it safe anyway)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset).lstrip(".")
+    return f"{safe or 'dataset'}.html"
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def fmt_auc(mean, std=None) -> str:
+    if mean is None:
+        return "—"
+    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
+
+
+def fmt_rank(r) -> str:
+    return "—" if r is None else f"{r:.2f}"
+
+
+def fmt_params(n) -> str:
+    if n is None:
+        return "—"
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n:,}"
+
+
+def fmt_seconds(s) -> str:
+    if s is None:
+        return "—"
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def _num(value) -> str:
+    """A data-value attribute for sorting ('' sorts last)."""
+    return "" if value is None else h(repr(float(value)))
+
+
+def td(text, value=None, cls="num", extra="") -> str:
+    dv = f' data-value="{_num(value)}"' if value is not None or cls == "num" else ""
+    c = f' class="{cls}"' if cls else ""
+    return f"<td{c}{dv}{extra}>{text}</td>"
+
+
+def th(label, sort=None, cls="", first=None, title=None) -> str:
+    attrs = ""
+    if sort:
+        attrs += f' data-sort="{sort}"'
+    if first:
+        attrs += f' data-first="{first}"'
+    if cls:
+        attrs += f' class="{cls}"'
+    if title:
+        attrs += f' title="{h(title)}"'
+    inner = f'<button type="button">{h(label)}</button>' if sort else h(label)
+    return f'<th scope="col"{attrs}>{inner}</th>'
+
+
+def badge(kind: str, text: str | None = None) -> str:
+    return f'<span class="badge {kind}">{h(text or kind)}</span>'
+
+
+def page(title: str, body: str) -> str:
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'">
+<title>{h(title)}</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="assets/style.css">
+<script src="assets/sort.js" defer></script>
+</head>
+<body>
+<header><nav><a href="index.html">Leaderboard</a></nav><h1>{h(title)}</h1></header>
+<main>
+{body}
+</main>
+<footer><p>Built by mdrbench {h(__version__)} (<code>mdrbench leaderboard build</code>). Every
+reproduced number passed <code>mdrbench validate</code>; the paper's numbers are shown as
+reported and never ranked with reproduced runs.</p></footer>
+</body>
+</html>
+"""
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _method_cell(e: Entry) -> str:
+    v = f' <span class="muted">variant {h(e.variant)}</span>' if e.variant else ""
+    return f"<td>{h(e.method)}{v}</td>"
+
+
+def _index_row(e: Entry) -> str:
+    status = (
+        badge("reproduced") if e.ranked else badge("unranked", f"unranked: {len(e.seeds)} seed(s)")
+    )
+    seeds = ", ".join(str(s) for s in e.seeds)
+    return (
+        "<tr>"
+        f"<td>{h(e.model)}</td>{_method_cell(e)}"
+        + td(fmt_auc(e.auc.mean, e.auc.std), e.auc.mean)
+        + td(fmt_rank(e.rank) if e.ranked else "—", e.rank if e.ranked else None)
+        + td(h(len(e.seeds)), len(e.seeds), extra=f' title="seeds {h(seeds)}"')
+        + td(fmt_params(e.n_parameters), e.n_parameters)
+        + td(h(fmt_seconds(e.train_seconds.mean)), e.train_seconds.mean)
+        + f'<td class="source">{status} <a href="configs/{h(e.id)}.json">config</a></td>'
+        "</tr>"
+    )
+
+
+def _paper_row(p: paper.PaperEntry) -> str:
+    return (
+        "<tr>"
+        f'<td>{h(p.model)}</td><td title="{h(p.label)} (Table {h(p.table)})">{h(p.method)}</td>'
+        + td(fmt_auc(p.auc), p.auc, extra=' title="one number, no seeds or std reported"')
+        + td(
+            f"{p.rank:.1f} (paper)" if p.rank is not None else "—",
+            p.rank,
+            extra=' title="the paper\'s RANK among its own methods; not comparable"',
+        )
+        + td("—", None) + td("—", None) + td("—", None)
+        + f'<td class="source">{badge("reported", paper.LABEL)} '
+        f'<span class="muted">Table {h(p.table)}</span></td>'
+        "</tr>"
+    )  # fmt: skip
+
+
+def paper_table(rows: list[paper.PaperEntry], caption: str) -> str:
+    """The paper's rows for one dataset, as printed (its labels, AUC and RANK)."""
+    head = (
+        th("As printed", "text") + th("Model", "text") + th("Method", "text")
+        + th("Average AUC", "num", "num", "descending") + th("RANK (paper)", "num", "num")
+        + th("Table", "text")
+    )  # fmt: skip
+    body = "".join(
+        f"<tr><td>{h(p.label)}</td><td>{h(p.model)}</td><td>{h(p.method)}</td>"
+        + td(fmt_auc(p.auc), p.auc)
+        + td("—" if p.rank is None else f"{p.rank:.1f}", p.rank)
+        + f"<td>{h(p.table)}</td></tr>"
+        for p in rows
+    )
+    return (
+        f'<div class="table-wrap"><table class="sortable paper"><caption>{caption}</caption>'
+        f'<thead><tr>{head}</tr></thead><tbody class="group-reported">{body}</tbody></table></div>'
+    )
+
+
+def index_table(entries: list[Entry], reported: list[paper.PaperEntry], caption: str) -> str:
+    ranked = sorted((e for e in entries if e.ranked), key=lambda e: (e.rank is None, e.rank or 0))
+    unranked = sorted((e for e in entries if not e.ranked), key=lambda e: -(e.auc.mean or 0))
+    head = (
+        th("Model", "text") + th("Method", "text")
+        + th("Average AUC (mean ± std)", "num", "num", "descending", "test AUC averaged over domains")
+        + th("RANK", "num", "num", None, "per-domain rank among the reproduced entries, averaged")
+        + th("Seeds", "num", "num") + th("Parameters", "num", "num")
+        + th("Training time", "num", "num", None, "mean over seeds")
+        + th("Source", "text")
+    )  # fmt: skip
+    bodies = []
+    if ranked:
+        bodies.append(
+            '<tbody class="group-reproduced">' + "".join(map(_index_row, ranked)) + "</tbody>"
+        )
+    if unranked:
+        bodies.append(
+            '<tbody class="group-unranked">' + "".join(map(_index_row, unranked)) + "</tbody>"
+        )
+    if reported:
+        bodies.append(
+            '<tbody class="group-reported">' + "".join(map(_paper_row, reported)) + "</tbody>"
+        )
+    return (
+        f'<div class="table-wrap"><table class="sortable leaderboard"><caption>{caption}</caption>'
+        f"<thead><tr>{head}</tr></thead>{''.join(bodies)}</table></div>"
+    )
+
+
+def domain_table(entries: list[Entry], domains: list[str]) -> str:
+    best = {d: max((e.domains[d].mean for e in entries if d in e.domains and e.domains[d].mean is not None), default=None)
+            for d in domains}  # fmt: skip
+    head = (
+        th("Model", "text") + th("Method", "text") + th("Average", "num", "num", "descending")
+        + th("RANK", "num", "num") + "".join(th(d, "num", "num", "descending") for d in domains)
+        + th("Config")
+    )  # fmt: skip
+    rows = []
+    for e in sorted(entries, key=lambda e: (not e.ranked, e.rank if e.rank is not None else 1e9)):
+        cells = ""
+        for d in domains:
+            s = e.domains.get(d)
+            if s is None or s.mean is None:
+                cells += td("—", None)
+            else:
+                cls = "num best" if s.mean == best[d] else "num"
+                cells += td(fmt_auc(s.mean, s.std), s.mean, cls=cls)
+        tag = "" if e.ranked else " " + badge("unranked", f"{len(e.seeds)} seed(s)")
+        rows.append(
+            f"<tr><td>{h(e.model)}{tag}</td>{_method_cell(e)}"
+            + td(fmt_auc(e.auc.mean, e.auc.std), e.auc.mean)
+            + td(fmt_rank(e.rank) if e.ranked else "—", e.rank if e.ranked else None)
+            + cells
+            + f'<td><a href="configs/{h(e.id)}.json">config</a></td></tr>'
+        )
+    return (
+        '<div class="table-wrap"><table class="sortable per-domain"><caption>Test AUC per domain '
+        "(mean ± std over seeds; best per domain in bold)</caption>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+# Five stops of the viridis colour map (perceptually uniform, colour-blind safe).
+_STOPS = [
+    (0x44, 0x01, 0x54),
+    (0x3B, 0x52, 0x8B),
+    (0x21, 0x91, 0x8C),
+    (0x5E, 0xC9, 0x62),
+    (0xFD, 0xE7, 0x25),
+]
+
+
+def _colour(t: float) -> str:
+    t = min(max(t, 0.0), 1.0) * (len(_STOPS) - 1)
+    i = min(int(t), len(_STOPS) - 2)
+    f = t - i
+    a, b = _STOPS[i], _STOPS[i + 1]
+    return "#" + "".join(f"{round(x + (y - x) * f):02x}" for x, y in zip(a, b))
+
+
+def heatmap_svg(entries: list[Entry], domains: list[str]) -> str:
+    """Entries x domains, mean test AUC, as inline SVG (text labels escaped)."""
+    rows = sorted(entries, key=lambda e: (not e.ranked, e.rank if e.rank is not None else 1e9))
+    labels = [f"{e.model} + {e.method}" + (f" ({e.variant})" if e.variant else "") for e in rows]
+    vals = [
+        e.domains[d].mean
+        for e in rows
+        for d in domains
+        if d in e.domains and e.domains[d].mean is not None
+    ]
+    if not vals:
+        return '<p class="empty">No per-domain AUC to draw.</p>'
+    lo, hi = min(vals), max(vals)
+    span = (hi - lo) or 1.0
+    cw, ch = 62, 24
+    left = 12 + 7 * max(len(s) for s in labels)
+    top = 12 + int(6.2 * max(len(d) for d in domains))
+    # Rotated column labels run up and to the right of their column.
+    width = left + cw * len(domains) + int(4.5 * max(len(d) for d in domains)) + 10
+    height = top + ch * len(rows) + 34
+    parts = [
+        f'<svg class="heatmap" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="Heatmap of test AUC per domain">'
+    ]
+    for j, d in enumerate(domains):
+        x, y = left + j * cw + cw / 2, top - 6
+        parts.append(f'<text x="{x:.1f}" y="{y}" transform="rotate(-45 {x:.1f} {y})">{h(d)}</text>')
+    for i, (e, label) in enumerate(zip(rows, labels)):
+        y = top + i * ch
+        parts.append(
+            f'<text x="{left - 8}" y="{y + ch / 2 + 4:.1f}" text-anchor="end">{h(label)}</text>'
+        )
+        for j, d in enumerate(domains):
+            s = e.domains.get(d)
+            x = left + j * cw
+            if s is None or s.mean is None:
+                parts.append(
+                    f'<rect x="{x}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="#eeeeee"><title>{h(label)} / {h(d)}: no AUC</title></rect>'
+                )
+                continue
+            t = (s.mean - lo) / span
+            ink = "#000000" if t > 0.55 else "#ffffff"
+            parts.append(
+                f'<rect x="{x}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="{_colour(t)}">'
+                f"<title>{h(label)} / {h(d)}: {fmt_auc(s.mean, s.std)}</title></rect>"
+                f'<text x="{x + cw / 2 - 1:.1f}" y="{y + ch / 2 + 3:.1f}" text-anchor="middle" fill="{ink}">{s.mean:.3f}</text>'
+            )
+    y = top + ch * len(rows) + 14
+    for k in range(11):
+        parts.append(
+            f'<rect x="{left + k * 14}" y="{y}" width="14" height="10" fill="{_colour(k / 10)}"/>'
+        )
+    parts.append(f'<text x="{left + 160}" y="{y + 9}">{lo:.3f} to {hi:.3f}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def matrix_table(cells: dict[tuple[str, str], tuple[str, float | None]], caption: str,
+                 note_cells: set[tuple[str, str]] = frozenset()) -> str:  # fmt: skip
+    """Method x model (Table X style): rows models, columns methods; best per row in bold."""
+    models = _order({m for m, _ in cells}, MODEL_ORDER)
+    methods = _order({f for _, f in cells}, METHOD_ORDER)
+    head = th("Model", "text") + "".join(th(f, "num", "num", "descending") for f in methods)
+    rows = []
+    for m in models:
+        vals = [
+            cells[(m, f)][1] for f in methods if (m, f) in cells and cells[(m, f)][1] is not None
+        ]
+        best = max(vals) if vals else None
+        tds = ""
+        for f in methods:
+            if (m, f) not in cells:
+                tds += td("", None)
+                continue
+            text, v = cells[(m, f)]
+            mark = " †" if (m, f) in note_cells else ""
+            cls = "num best" if v is not None and v == best else "num"
+            tds += td(text + mark, v, cls=cls)
+        rows.append(f"<tr><td>{h(m)}</td>{tds}</tr>")
+    return (
+        f'<div class="table-wrap"><table class="sortable matrix"><caption>{caption}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def reproduced_matrix(entries: list[Entry]) -> str:
+    cells: dict[tuple[str, str], tuple[str, float | None]] = {}
+    unranked = set()
+    # Several variants of one model + method: the best one's mean, marked.
+    for e in sorted(entries, key=lambda e: e.auc.mean if e.auc.mean is not None else -1):
+        cells[(e.model, e.method)] = (fmt_auc(e.auc.mean, e.auc.std), e.auc.mean)
+        if not e.ranked:
+            unranked.add((e.model, e.method))
+        else:
+            unranked.discard((e.model, e.method))
+    note = " († fewer seeds than a ranked entry needs)" if unranked else ""
+    return matrix_table(
+        cells,
+        "Reproduced: average test AUC, method × model (mean ± std over seeds)" + note,
+        unranked,
+    )
+
+
+# ---------------------------------------------------------------- pages
+
+
+def index_page(by_name: dict[str, dict[str, list[Entry]]], include_paper: bool,
+               n_files: int, n_pred: int, show_unranked: bool) -> str:  # fmt: skip
+    n_entries = sum(len(v) for b in by_name.values() for v in b.values())
+    parts = [
+        '<p class="note">Multi-domain recommendation benchmarks of MAMDR (ICDE 2023), rebuilt '
+        "by mdrbench. Each table holds the entries of one dataset build (named by the sha256 "
+        "of its <code>manifest.json</code>); an entry is one model + method (+ config) over "
+        f"its seeds, ranked only with at least {MIN_SEEDS} seeds. RANK: on each domain rank "
+        "the entries by mean test AUC (1 = best), then average over domains. Click a column "
+        "header to sort; reproduced and reported rows sort separately.</p>",
+        f'<p class="note">{h(n_files)} result file(s), {h(n_entries)} entr{"y" if n_entries == 1 else "ies"}, '
+        f"{h(n_pred)} predictions file(s) recomputed with the one evaluator.</p>",
+    ]
+    if include_paper:
+        parts.append(
+            f'<p class="note">{badge("reported", paper.LABEL)} rows: {h(paper.load()["source"])}, '
+            "Tables V and VI. One number per cell, no seeds or std; the RANK shown is the "
+            "paper's own among its methods, not comparable with reproduced RANK.</p>"
+        )
+    for name in _dataset_order(by_name):
+        builds = by_name[name]
+        reported = paper.leaderboard_entries(name) if include_paper else []
+        parts.append(
+            f'<section id="{h(name)}"><h2><a href="{h(page_file(name))}">{h(name)}</a></h2>'
+        )
+        if not builds:
+            parts.append('<p class="empty">No reproduced results yet.</p>')
+            parts.append(index_table([], reported, f"{h(name)}: reported in the paper only"))
+        for sha, entries in sorted(builds.items()):
+            shown = [e for e in entries if e.ranked or show_unranked]
+            cap = f'{h(name)}, build <span class="mono" title="{h(sha)}">{h(sha[:12])}</span>'
+            parts.append(index_table(shown, reported, cap))
+        parts.append("</section>")
+    return page("mdrbench leaderboard", "\n".join(parts))
+
+
+def dataset_page(name: str, builds: dict[str, list[Entry]], domains_of: dict[str, list[str]],
+                 include_paper: bool, show_unranked: bool) -> str:  # fmt: skip
+    from mdrbench.builders.specs import DATASETS
+
+    parts = []
+    if name in DATASETS:
+        parts.append(f"<p>{h(DATASETS.get(name).description)}</p>")
+    if not builds:
+        parts.append('<p class="empty">No reproduced results for this dataset yet.</p>')
+    for sha, entries in sorted(builds.items()):
+        shown = [e for e in entries if e.ranked or show_unranked]
+        domains = domains_of[sha]
+        parts.append(
+            f'<section><h2>Build <span class="mono" title="{h(sha)}">{h(sha[:12])}</span></h2>'
+            f'<p class="note">manifest sha256 <code>{h(sha)}</code>; {h(len(domains))} domains.</p>'
+        )
+        if not shown:
+            parts.append('<p class="empty">No ranked entries.</p></section>')
+            continue
+        parts.append(domain_table(shown, domains))
+        parts.append("<h3>Heatmap</h3>" + heatmap_svg(shown, domains))
+        parts.append("<h3>Method × model</h3>" + reproduced_matrix(shown))
+        parts.append("</section>")
+    if include_paper:
+        rows = paper.leaderboard_entries(name)
+        if rows:
+            parts.append(f"<section><h2>{badge('reported', paper.LABEL)} Tables V and VI</h2>")
+            parts.append(
+                index_table([], rows, f"{h(name)}: average AUC and RANK as printed in the paper")
+            )
+            parts.append("</section>")
+        x = paper.method_model_matrix(name)
+        if x:
+            cells = {k: (f"{v:.4f}", v) for k, v in x.items()}
+            parts.append(f"<section><h2>{badge('reported', paper.LABEL)} Table X</h2>")
+            parts.append(matrix_table(cells, h(paper.load()["tables"]["X"]["caption"])))
+            parts.append(
+                '<p class="note">'
+                + "<br>".join(h(n) for n in paper.load()["notes"])
+                + "</p></section>"
+            )
+    return page(name, "\n".join(parts))
+
+
+def _config_doc(e: Entry) -> dict:
+    return {
+        "dataset": {"name": e.dataset, "manifest_sha256": e.manifest_sha256},
+        "model": e.model,
+        "method": e.method,
+        "seeds": e.seeds,
+        "config": e.config,
+        "runs": [
+            {
+                "seed": r.data["seed"],
+                "file": r.path.name,
+                "mdrbench_version": r.data["mdrbench_version"],
+                "best_epoch": r.data["best_epoch"],
+                "config": r.data["config"],
+            }
+            for r in sorted(e.runs, key=lambda r: r.data["seed"])
+        ],  # fmt: skip
+    }
+
+
+def build_site(
+    results: list[LoadedResult],
+    out: os.PathLike | str,
+    *,
+    include_paper: bool = True,
+    show_unranked: bool = False,
+    min_seeds: int = MIN_SEEDS,
+    n_files: int | None = None,
+    n_predictions_checked: int = 0,
+) -> list[Path]:
+    """Write the site for already-validated `results` into `out` (replaced atomically).
+    Returns the written files, relative to `out`."""
+    from mdrbench.builders.specs import DATASETS
+
+    entries = aggregate(results, min_seeds=min_seeds)
+    by_name: dict[str, dict[str, list[Entry]]] = defaultdict(lambda: defaultdict(list))
+    domains_of: dict[str, list[str]] = {}
+    for e in entries:
+        by_name[e.dataset][e.manifest_sha256].append(e)
+    for r in results:
+        sha = r.data["dataset"]["manifest_sha256"]
+        if r.build is not None:
+            domains_of[sha] = list(r.build.domains)
+        else:
+            domains_of.setdefault(sha, list(r.data["metrics"]["test"]["domains"]))
+    if include_paper:
+        for name in DATASETS.names():
+            by_name.setdefault(name, defaultdict(list))
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        files: dict[str, str] = {
+            "index.html": index_page(
+                by_name,
+                include_paper,
+                len(results) if n_files is None else n_files,
+                n_predictions_checked,
+                show_unranked,
+            ),  # fmt: skip
+        }
+        for name, builds in by_name.items():
+            files[page_file(name)] = dataset_page(
+                name, builds, domains_of, include_paper, show_unranked
+            )
+        for e in entries:
+            files[f"configs/{e.id}.json"] = (
+                json.dumps(_config_doc(e), indent=2, ensure_ascii=False) + "\n"
+            )
+        assets = resources.files("mdrbench.leaderboard").joinpath("assets")
+        for a in ASSETS:
+            files[f"assets/{a}"] = assets.joinpath(a).read_text("utf-8")
+        for rel, text in files.items():
+            p = tmp / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text, encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sorted(Path(f) for f in files)
