@@ -310,7 +310,9 @@ class FakeHub:
 
             def _record(self):
                 with hub.lock:
-                    hub.requests.append((self.command, self.path, dict(self.headers)))
+                    hub.requests.append(
+                        (self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
+                    )
 
             def _repo(self, key):
                 repo = hub.repos.get(key)
@@ -382,8 +384,9 @@ class FakeHub:
                 if path == "/api/repos/create":
                     req = json.loads(body)
                     key = f"{req.get('type', 'model')}s/{req['organization']}/{req['name']}"
-                    if key in hub.repos:
-                        return self._err(409, "You already created this dataset repo")
+                    if key in hub.repos:  # the Hub answers 409 with the repo's url
+                        return self._send(409, {"error": "You already created this dataset repo",
+                                                "url": f"{hub.url}/{key}"})  # fmt: skip
                     hub.repos[key] = {"files": {}, "lfs": set(), "commits": [], "sha": "0" * 40,
                                       "private": req.get("visibility") == "private"}  # fmt: skip
                     return self._send(200, {"url": f"{hub.url}/{key}"})

@@ -1,0 +1,444 @@
+"""Publish built datasets to the Hugging Face Hub and fetch them back, checksums verified.
+
+Hub layout of a dataset repository (what `mdrbench publish --dry-run DIR` writes):
+
+    README.md                 dataset card: YAML header (licence, task categories, tags, size
+                              category, one config per dataset with data_files per split),
+                              then how it was built, per-domain statistics, checksums, citations
+    LICENSE.md                the licence notes of each raw-data source
+    data/<name>/...           the built folder as `mdrbench build` wrote it: train/val/test
+                              Parquet (+ Taobao feature tables), manifest.json, its README.md
+
+Keeping each built folder whole under `data/<name>/` means `manifest.json` travels with the
+files it checksums, so a download is verified exactly as `mdrbench verify` checks a build,
+and a result's `manifest_sha256` names the same build on every machine.
+
+The token comes from `HF_TOKEN` or `hf auth login` (huggingface_hub resolves it); this
+module only asks whether one exists and never prints, logs or writes it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mdrbench import __version__
+from mdrbench.builders.manifest import MANIFEST, file_sha256, load_manifest, stats_tables
+from mdrbench.builders.manifest import verify as verify_dataset
+from mdrbench.errors import UserError
+
+# Hub split name -> file of the built folder.
+HUB_SPLITS = {"train": "train.parquet", "validation": "val.parquet", "test": "test.parquet"}
+TAGS = ["recommendation", "ctr-prediction", "multi-domain-recommendation", "mamdr", "mdrbench"]
+_SIZE_BINS = [
+    (1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),
+]  # fmt: skip
+
+
+def size_category(n: int) -> str:
+    """The Hub's `size_categories` value for `n` examples."""
+    for bound, label in _SIZE_BINS:
+        if n < bound:
+            return label
+    return "1B<n<10B"
+
+
+@dataclass
+class Built:
+    """One built dataset folder, verified."""
+
+    path: Path
+    manifest: dict
+    manifest_sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+
+@dataclass
+class Layout:
+    """The repository's files: path in repo -> local file (Path) or generated text (str)."""
+
+    repo_id: str
+    datasets: list[Built]
+    files: dict[str, Path | str] = field(default_factory=dict)
+
+    def size(self, rel: str) -> int:
+        v = self.files[rel]
+        return v.stat().st_size if isinstance(v, Path) else len(v.encode("utf-8"))
+
+
+def check_repo_id(repo_id: str) -> str:
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(parts) or any(c.isspace() for c in repo_id):
+        raise UserError(
+            f"--repo-id must look like ORG/NAME (e.g. my-lab/mdr-benchmarks), not '{repo_id}'"
+        )
+    return repo_id
+
+
+def find_datasets(path: os.PathLike | str) -> list[Path]:
+    """PATH itself when it is a built dataset, else the built datasets directly inside it."""
+    path = Path(path).expanduser()
+    if (path / MANIFEST).is_file():
+        return [path]
+    found = sorted(p for p in path.iterdir() if (p / MANIFEST).is_file()) if path.is_dir() else []
+    if not found:
+        raise UserError(
+            f"no built dataset at '{path}' (no {MANIFEST} in it or in its subfolders). "
+            "Build one first: mdrbench build NAME --out DIR, then pass DIR/NAME or DIR."
+        )
+    return found
+
+
+def load_verified(paths: list[Path]) -> list[Built]:
+    """Each folder's manifest, after re-hashing every file it lists; all problems at once."""
+    problems, out = [], []
+    for p in paths:
+        manifest = load_manifest(p)
+        problems += [f"{p}: {msg}" for msg in verify_dataset(p)]
+        out.append(Built(p, manifest, file_sha256(p / MANIFEST)))
+    if problems:
+        raise UserError(
+            "the dataset does not match its manifest, so it is not published:\n  "
+            + "\n  ".join(problems)
+            + "\nRebuild it with `mdrbench build ... --force`."
+        )
+    names = [b.name for b in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UserError(f"two folders hold the same dataset {', '.join(dup)}: publish one of them")
+    return out
+
+
+def prepare(path: os.PathLike | str, repo_id: str) -> Layout:
+    """Verify the built dataset(s) at `path` and lay out the repository's files."""
+    layout = Layout(check_repo_id(repo_id), load_verified(find_datasets(path)))
+    layout.files["README.md"] = hub_card(layout)
+    layout.files["LICENSE.md"] = licence_file(layout.datasets)
+    for b in layout.datasets:
+        for rel in [*b.manifest["files"], MANIFEST]:
+            layout.files[f"data/{b.name}/{rel}"] = b.path / rel
+    return layout
+
+
+# ---------------------------------------------------------------- the dataset card
+
+
+def _specs(datasets: list[Built]):
+    from mdrbench.builders.specs import DATASETS
+
+    return {b.name: DATASETS.get(b.name) if b.name in DATASETS else None for b in datasets}
+
+
+def card_metadata(layout: Layout) -> dict:
+    """The YAML header of the Hub dataset card."""
+    n = sum(b.manifest["totals"]["n_train"] + b.manifest["totals"]["n_val"]
+            + b.manifest["totals"]["n_test"] for b in layout.datasets)  # fmt: skip
+    configs = []
+    for i, b in enumerate(layout.datasets):
+        cfg = {
+            "config_name": b.name,
+            "data_files": [
+                {"split": split, "path": f"data/{b.name}/{fname}"}
+                for split, fname in HUB_SPLITS.items()
+            ],
+        }
+        if i == 0:
+            cfg["default"] = True
+        configs.append(cfg)
+    kinds = sorted({b.manifest.get("kind", "") for b in layout.datasets})
+    return {
+        "pretty_name": "Multi-domain recommendation benchmarks (mdrbench)",
+        "license": "other",
+        "license_name": "mdrbench-" + "-".join(k for k in kinds if k) + "-raw-data-terms",
+        "license_link": "LICENSE.md",
+        "task_categories": ["tabular-classification"],
+        "tags": TAGS,
+        "size_categories": [size_category(n)],
+        "configs": configs,
+    }
+
+
+def licence_file(datasets: list[Built]) -> str:
+    from mdrbench.builders.specs import AMAZON_LICENCE, TAOBAO_LICENCE
+
+    kinds = {b.manifest.get("kind") for b in datasets}
+    parts = ["# Licence\n", "The data in this repository is derived from these sources:\n"]
+    if "amazon" in kinds:
+        parts.append(f"- {AMAZON_LICENCE}")
+    if "taobao" in kinds:
+        parts.append(f"- {TAOBAO_LICENCE}")
+    parts.append(
+        "\nThe construction of the benchmarks follows MAMDR (Luo et al., ICDE 2023). "
+        "mdrbench's code, which built these files, is Apache-2.0; that licence does not "
+        "extend to the data.\n"
+    )
+    return "\n".join(parts)
+
+
+def _files_table(b: Built) -> str:
+    rows = [
+        f"| `data/{b.name}/{f}` | {i['bytes']:,} | `{i['sha256']}` |"
+        for f, i in b.manifest["files"].items()
+    ]
+    return "| file | bytes | sha256 |\n|---|---:|---|\n" + "\n".join(rows)
+
+
+def _build_command(b: Built, spec) -> str:
+    m = b.manifest
+    cmd = f"mdrbench build {b.name} --raw-dir RAW_DIR --seed {m.get('seed', 0)}"
+    names = [d["name"] for d in m["domains"]]
+    if spec is not None and names != spec.domain_names:
+        cmd += ' --domains "' + ",".join(names) + '"'
+    if m.get("on_bad_lines", "error") != "error":
+        cmd += f" --on-bad-lines {m['on_bad_lines']}"
+    return cmd
+
+
+def hub_card(layout: Layout) -> str:
+    """README.md of the repository: YAML header, then a body built from the manifests."""
+    import yaml  # a dependency of huggingface_hub
+
+    from mdrbench.builders.specs import AMAZON_CITATION, MAMDR_CITATION, TAOBAO_CITATION
+
+    specs = _specs(layout.datasets)
+    header = yaml.safe_dump(card_metadata(layout), sort_keys=False, allow_unicode=True)
+    repo = layout.repo_id
+    overview = "\n".join(
+        f"| [{b.name}](#{b.name}) | {b.manifest['totals']['n_domains']} | "
+        f"{b.manifest['totals']['n_train']:,} | {b.manifest['totals']['n_val']:,} | "
+        f"{b.manifest['totals']['n_test']:,} | `{b.manifest_sha256}` |"
+        for b in layout.datasets
+    )
+    sections = []
+    for b in layout.datasets:
+        m, spec = b.manifest, specs[b.name]
+        features = (
+            f"\n- Feature tables: `data/{b.name}/user_features.parquet`, "
+            f"`data/{b.name}/item_features.parquet` (id + 128 float32 values), not part of the "
+            "splits above; join them on `user_id` / `item_id`."
+            if any(f.endswith("_features.parquet") for f in m["files"])
+            else ""
+        )
+        sections.append(
+            f"""## {b.name}
+
+{spec.description if spec else ""}
+
+### How it was built
+
+- By mdrbench {m.get("mdrbench_version", "?")} from the raw files listed below, spec version
+  {m.get("spec_version", "?")}, seed {m.get("seed", "?")}: `{_build_command(b, spec)}`.
+- Negatives per domain and user drawn uniformly without replacement at the domain's CTR
+  ratio; per-domain 60/20/20 train/validation/test split stratified by label. The build's
+  own card, `data/{b.name}/README.md`, gives every step.
+- Columns: `user_id` int64, `item_id` int64, `domain_id` int16 (index into the domains
+  below), `label` int8 (1 = click/review, 0 = sampled negative).{features}
+
+### Statistics
+
+{stats_tables(m)}
+
+### Checksums
+
+`manifest.json` sha256 (results name their build by it): `{b.manifest_sha256}`
+
+{_files_table(b)}
+
+Raw inputs:
+
+| file | bytes | sha256 |
+|---|---:|---|
+"""
+            + "\n".join(
+                f"| {f} | {i['bytes']:,} | `{i['sha256']}` |"
+                for f, i in m.get("raw_files", {}).items()
+            )
+        )
+    kinds = {b.manifest.get("kind") for b in layout.datasets}
+    cites = [MAMDR_CITATION]
+    if "amazon" in kinds:
+        cites.append(AMAZON_CITATION)
+    if "taobao" in kinds:
+        cites.append(TAOBAO_CITATION)
+    first = layout.datasets[0].name
+    return f"""---
+{header}---
+
+# Multi-domain recommendation benchmarks
+
+The multi-domain recommendation (MDR) benchmarks of MAMDR (Luo et al., ICDE 2023), built
+reproducibly by mdrbench {__version__}: click-through prediction
+with one global user and item id space per dataset shared by all of its domains.
+
+| dataset | domains | train | validation | test | manifest.json sha256 |
+|---|---:|---:|---:|---:|---|
+{overview}
+
+## Use
+
+With mdrbench (downloads, then re-hashes every file against its manifest):
+
+```bash
+mdrbench download {repo} --out data
+mdrbench eval --dataset data/{first} --model mlp --method alternate --seeds 0,1,2
+```
+
+With the `datasets` library: `load_dataset("{repo}", "{first}")` (splits `train`,
+`validation`, `test`).
+
+{chr(10).join(sections)}
+
+## Licence
+
+See [LICENSE.md](LICENSE.md): {"; ".join(sorted(k for k in kinds if k))} raw data, each under
+its source's terms.
+
+## Citation
+
+```bibtex
+{(chr(10) * 2).join(cites)}
+```
+"""
+
+
+# ---------------------------------------------------------------- dry run, upload, download
+
+
+def write_folder(layout: Layout, out: os.PathLike | str) -> list[tuple[str, int]]:
+    """Write exactly the files that would be uploaded into `out` (new or empty)."""
+    out = Path(out).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--dry-run folder '{out}' exists and is not empty: pass a new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        for rel, src in sorted(layout.files.items()):
+            dst = tmp / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(src, Path):
+                shutil.copyfile(src, dst)
+            else:
+                dst.write_text(src, encoding="utf-8")
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [(rel, layout.size(rel)) for rel in sorted(layout.files)]
+
+
+def _hub_error(exc: Exception, what: str, repo_id: str) -> UserError:
+    """A Hub failure as one clear message (huggingface_hub's messages never hold the token)."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, RepositoryNotFoundError):
+        hint = f"no dataset repository {repo_id} on the Hub, or it is private and your token cannot read it"
+    elif status in (401, 403):
+        hint = "the Hub refused the token: check HF_TOKEN (or `hf auth login`) and its write access"
+    else:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        hint = " ".join(lines[:2]) or type(exc).__name__
+    return UserError(f"{what} failed: {hint}")
+
+
+def upload(layout: Layout, *, private: bool = False, message: str | None = None) -> str:
+    """Create the dataset repo if missing and push every file in ONE commit; files the repo
+    holds that the layout does not (an older build's) are deleted in that same commit.
+    Returns the commit URL."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if not get_token():
+        raise UserError(
+            "no Hugging Face token: set HF_TOKEN to a token with write access, or run "
+            "`hf auth login` once. (mdrbench never prints or stores it.)"
+        )
+    api = HfApi()
+    repo = layout.repo_id
+    try:
+        api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+        existing = api.list_repo_files(repo, repo_type="dataset")
+        ops: list = [
+            CommitOperationAdd(
+                path_in_repo=rel,
+                path_or_fileobj=str(src) if isinstance(src, Path) else src.encode("utf-8"),
+            )
+            for rel, src in sorted(layout.files.items())
+        ]
+        ops += [CommitOperationDelete(path_in_repo=p) for p in existing
+                if p not in layout.files and p != ".gitattributes"]  # fmt: skip
+        names = ", ".join(b.name for b in layout.datasets)
+        info = api.create_commit(
+            repo, ops, repo_type="dataset",
+            commit_message=message or f"mdrbench {__version__}: publish {names}",
+            commit_description="Built and verified by mdrbench; each data/<name>/manifest.json "
+            "holds the sha256 of every file of its dataset.",
+        )  # fmt: skip
+    except HfHubHTTPError as exc:
+        raise _hub_error(exc, f"publishing to the Hub repo {repo}", repo) from None
+    return info.commit_url
+
+
+def download(
+    repo_id: str,
+    out: os.PathLike | str,
+    *,
+    revision: str | None = None,
+    force: bool = False,
+) -> list[Path]:
+    """Fetch a published repo, verify every dataset against its manifest, and move each
+    into `out/<name>/` (a data directory mdrbench reads). Nothing is left in `out` when a
+    checksum fails. Returns the dataset folders."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    from mdrbench.builders.build import _swap_into_place
+
+    check_repo_id(repo_id)
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".hub-download-", dir=out))
+    try:
+        try:
+            snapshot_download(repo_id, repo_type="dataset", revision=revision, local_dir=tmp)
+        except (HfHubHTTPError, LocalEntryNotFoundError) as exc:
+            raise _hub_error(exc, f"downloading {repo_id}", repo_id) from None
+        folders = sorted(p.parent for p in (tmp / "data").glob(f"*/{MANIFEST}"))
+        if not folders:
+            raise UserError(
+                f"{repo_id} holds no mdrbench dataset (no data/<name>/{MANIFEST}): "
+                "was it published with `mdrbench publish`?"
+            )
+        problems = []
+        for f in folders:
+            problems += [f"data/{f.name}/{msg}" for msg in verify_dataset(f)]
+            name = load_manifest(f)["name"]
+            if name != f.name:
+                problems.append(f"data/{f.name}/{MANIFEST}: names dataset '{name}', not '{f.name}'")
+        if problems:
+            raise UserError(
+                f"{repo_id}: downloaded files do not match their manifest; nothing was kept:\n  "
+                + "\n  ".join(problems)
+            )
+        clash = [out / f.name for f in folders if (out / f.name).exists()]
+        if clash and not force:
+            raise UserError(
+                f"{', '.join(map(str, clash))} already exist(s): pass --force to replace, "
+                "or --out another folder"
+            )
+        placed = []
+        for f in folders:
+            _swap_into_place(f, out / f.name)
+            placed.append(out / f.name)
+        return placed
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
