@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mdrbench.validate import RUN_ONLY_KEYS, LoadedResult
+from mdrbench.validate import LoadedResult, entry_config
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Entry:
     manifest_sha256: str
     model: str
     method: str
-    config: dict  # the resolved config without run-only keys (seed, device)
+    config: dict  # the resolved config without run-only keys (seed, device, threads)
     runs: list[LoadedResult]
     ranked: bool = True
     rank: float | None = None
@@ -89,7 +89,7 @@ def aggregate(results: list[LoadedResult], *, min_seeds: int = 3) -> list[Entry]
         groups[r.entry_key].append(r)
     entries = []
     for (name, sha, model, method, _), runs in groups.items():
-        cfg = {k: v for k, v in runs[0].data["config"].items() if k not in RUN_ONLY_KEYS}
+        cfg = entry_config(runs[0].data["config"])
         e = Entry(name, sha, model, method, cfg, runs)
         e.ranked = len({r.data["seed"] for r in runs}) >= min_seeds
         entries.append(e)

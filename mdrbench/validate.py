@@ -44,8 +44,9 @@ AVERAGE_TOL = 1e-9
 # A reported metric versus the one recomputed from the predictions Parquet (scores may have
 # been rounded to float32 on the way).
 PREDICTION_TOL = 1e-6
-# Config keys that do not make two runs different entries.
-RUN_ONLY_KEYS = frozenset({"seed", "device"})
+# Config keys (at any depth: the trainer nests them under "train") that do not make two runs
+# different entries.
+RUN_ONLY_KEYS = frozenset({"seed", "device", "threads"})
 PREDICTIONS_SUFFIX = ".predictions.parquet"
 
 # sha256 of manifest.json -> {"name", "spec_version", "domains": [...], "n_val": {...},
@@ -182,8 +183,24 @@ class LoadedResult:
                 config_key(d["config"]))  # fmt: skip
 
 
+def entry_config(config):
+    """The config without run-only keys (seed, device, threads), at every depth."""
+    if isinstance(config, dict):
+        return {k: entry_config(v) for k, v in config.items() if k not in RUN_ONLY_KEYS}
+    return config
+
+
 def config_key(config: dict) -> str:
-    return json.dumps({k: v for k, v in config.items() if k not in RUN_ONLY_KEYS}, sort_keys=True)
+    return json.dumps(entry_config(config), sort_keys=True)
+
+
+def _config_seeds(config: dict) -> list:
+    """Where a resolved config records the seed: top level, or the trainer's `train` section."""
+    out = [config["seed"]] if "seed" in config else []
+    train = config.get("train")
+    if isinstance(train, dict) and "seed" in train:
+        out.append(train["seed"])
+    return out
 
 
 @dataclass
@@ -307,9 +324,10 @@ def check_schema(d) -> list[str]:
                         q,
                     )
                     need("n", lambda x: _is_int(x) and x >= 0, "an integer >= 0", dm, q)
-    if not errs and isinstance(d.get("config"), dict) and "seed" in d["config"]:
-        if d["config"]["seed"] != d["seed"]:
-            errs.append(f"seed is {d['seed']} but config.seed is {d['config']['seed']!r}")
+    if not errs:
+        for s in _config_seeds(d["config"]):
+            if s != d["seed"]:
+                errs.append(f"seed is {d['seed']} but the config's seed is {s!r}")
     return errs
 
 

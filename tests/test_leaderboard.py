@@ -159,8 +159,8 @@ def test_site_layout_and_config_links(site, report):
             if not href.startswith("data:"):
                 assert (site / href).is_file(), f"{page.name} links to missing {href}"
     cfg = json.loads((site / "configs" / f"{entries[0].id}.json").read_text())
-    assert cfg["seeds"] == [0, 1, 2] and "seed" not in cfg["config"]
-    assert [r["config"]["seed"] for r in cfg["runs"]] == [0, 1, 2]
+    assert cfg["seeds"] == [0, 1, 2] and "seed" not in cfg["config"]["train"]
+    assert [r["config"]["train"]["seed"] for r in cfg["runs"]] == [0, 1, 2]
 
 
 def test_site_needs_no_network(site):

@@ -71,7 +71,7 @@ def test_validator_recomputes_with_the_one_evaluator():
         (lambda d: d.update(schema_version=2), "schema_version is 2; this mdrbench reads version 1"),
         (lambda d: d["dataset"].update(manifest_sha256="ABC"), "field 'dataset.manifest_sha256' must be 64 lowercase hex"),
         (lambda d: d["metrics"]["test"]["domains"]["Prime Pantry"].update(auc=1.5), "domains['Prime Pantry'].auc' must be a number in [0, 1]"),
-        (lambda d: d["config"].update(seed=7), "seed is 0 but config.seed is 7"),
+        (lambda d: d["config"]["train"].update(seed=7), "seed is 0 but the config's seed is 7"),
     ],
 )  # fmt: skip
 def test_schema_violations(results, data, edit, expected):
@@ -272,3 +272,23 @@ def test_cli_exit_codes_and_messages(capsys, monkeypatch, tmp_path, results, dat
     assert code == 1 and out.count("is not a build this mdrbench knows") == 6
     code, out, err = run_cli(capsys, "validate", tmp_path / "missing")
     assert code == 2 and "Error: no results file or folder at" in err
+
+
+def test_a_real_training_run_validates_and_its_predictions_recompute(tmp_path, data):
+    """Contract check against the reference trainer: its results JSON passes, and the
+    probabilities it predicts on the test split reproduce its test metrics exactly."""
+    pytest.importorskip("torch")
+    from mdrbench.data import load_dataset
+    from mdrbench.trainer import result_filename, train
+
+    mdr = load_dataset(data, "cpu")
+    run = train(mdr, "mlp", "alternate", seed=0, overrides={"epochs": 1, "device": "cpu"})
+    path = tmp_path / result_filename(run.record)
+    path.write_text(json.dumps(run.record))
+    test = pl.read_parquet(data / "test.parquet")
+    probs = np.asarray(run.framework.predict(mdr.splits["test"]))
+    pl.DataFrame(
+        {"domain_id": test["domain_id"], "label": test["label"], "score": probs}
+    ).write_parquet(V.predictions_path(path))
+    report = V.validate([tmp_path], builds(data), min_seeds=1)
+    assert messages(report) == [] and report.n_predictions_checked == 1
