@@ -303,7 +303,7 @@ def heatmap_svg(entries: list[Entry], domains: list[str]) -> str:
     left = 12 + 7 * max(len(s) for s in labels)
     top = 12 + int(6.2 * max(len(d) for d in domains))
     # Rotated column labels run up and to the right of their column.
-    width = left + cw * len(domains) + int(4.5 * max(len(d) for d in domains)) + 10
+    width = left + max(cw * len(domains) + int(4.5 * max(len(d) for d in domains)), 290) + 10
     height = top + ch * len(rows) + 34
     parts = [
         f'<svg class="heatmap" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -455,7 +455,7 @@ def dataset_page(name: str, builds: dict[str, list[Entry]], domains_of: dict[str
         if rows:
             parts.append(f"<section><h2>{badge('reported', paper.LABEL)} Tables V and VI</h2>")
             parts.append(
-                index_table([], rows, f"{h(name)}: average AUC and RANK as printed in the paper")
+                paper_table(rows, f"{h(name)}: average test AUC and RANK as printed in the paper")
             )
             parts.append("</section>")
         x = paper.method_model_matrix(name)
