@@ -67,7 +67,7 @@ def authors_sampling_pandas(df, ratio: float, seed: int):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reviews", type=int, default=1_000_000)
-    ap.add_argument("--baseline-reviews", type=int, default=30_000)
+    ap.add_argument("--baseline-reviews", type=int, default=100_000)
     ap.add_argument("--work", type=Path, default=None)
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="mdrbench-bench-"))
@@ -114,8 +114,8 @@ def main():
     from mdrbench.builders.process import sample_negatives
 
     schema = {"reviewerID": pl.String, "asin": pl.String}
-    smallest = min(raw.glob("*_5.json.gz"), key=lambda p: p.stat().st_size)
-    sub = pl.read_ndjson(smallest, schema=schema).head(args.baseline_reviews)
+    largest = max(raw.glob("*_5.json.gz"), key=lambda p: p.stat().st_size)
+    sub = pl.read_ndjson(largest, schema=schema).head(args.baseline_reviews)
     sub = sub.select(
         pl.col("reviewerID").cast(pl.Categorical).to_physical().cast(pl.Int64).alias("uid"),
         pl.col("asin").cast(pl.Categorical).to_physical().cast(pl.Int64).alias("pid"),

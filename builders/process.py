@@ -29,6 +29,17 @@ def encode_ids(
     return out, user_keys, item_keys
 
 
+def _unique(x: np.ndarray, return_counts: bool = False):
+    """Sorted distinct values (and counts) by one sort: faster here than `np.unique`,
+    whose hash path in NumPy >= 2.3 is slow on millions of int64 keys."""
+    x = np.sort(x)
+    first = np.r_[True, x[1:] != x[:-1]] if x.size else np.zeros(0, bool)
+    if not return_counts:
+        return x[first]
+    starts = np.flatnonzero(first)
+    return x[first], np.diff(np.r_[starts, x.size])
+
+
 def _segments(owner: np.ndarray, n_owners: int) -> np.ndarray:
     """Start offset of each owner's run in a sorted `owner` array (length n_owners + 1)."""
     return np.searchsorted(owner, np.arange(n_owners + 1))
@@ -44,37 +55,28 @@ def _rank_in_group(owner: np.ndarray) -> np.ndarray:
 def _distinct_draws(m: np.ndarray, k: np.ndarray, rng: np.random.Generator):
     """For every owner o, k[o] distinct values drawn uniformly from range(m[o]) (k <= m/2).
 
-    Draw i.i.d. values and keep, per owner, the first k distinct ones in draw order: the
-    first k distinct values of an i.i.d. uniform sequence are a uniform k-subset. Owners
-    short of k distinct values draw again, keeping what they have. Returns (owner, value)
-    sorted by owner."""
-    kept_owner = np.empty(0, np.int64)
-    kept_val = np.empty(0, np.int64)
-    need = np.flatnonzero(k > 0)
-    while need.size:
-        # ~1.4x what is missing (k <= m/2 keeps the expected repeats below that), +4 slack.
-        have = np.bincount(kept_owner, minlength=len(m))[need]
-        n_draw = np.ceil((k[need] - have) * 1.4).astype(np.int64) + 4
-        owner = np.repeat(need, n_draw)
-        val = np.floor(rng.random(owner.size) * m[owner]).astype(np.int64)
-        # Previously kept values come first (they were drawn earlier), then the new draws.
-        owner = np.r_[kept_owner[np.isin(kept_owner, need)], owner]
-        val = np.r_[kept_val[np.isin(kept_owner, need)], val]
-        draw_order = np.arange(owner.size)
-        # First occurrence of every (owner, value), then back in draw order within owner.
-        key = owner * (m.max() + 1) + val
-        _, first = np.unique(key, return_index=True)
-        first = first[np.lexsort((draw_order[first], owner[first]))]
-        owner, val = owner[first], val[first]
-        take = _rank_in_group(owner) < k[owner]
-        owner, val = owner[take], val[take]
-        done_owners = np.bincount(owner, minlength=len(m)) >= k
-        keep_prev = ~np.isin(kept_owner, need)
-        kept_owner = np.r_[kept_owner[keep_prev], owner]
-        kept_val = np.r_[kept_val[keep_prev], val]
-        need = need[~done_owners[need]]
-    order = np.lexsort((kept_val, kept_owner))
-    return kept_owner[order], kept_val[order]
+    Rounds of i.i.d. draws: each round draws, per owner, exactly as many values as it still
+    lacks and keeps those not seen before. The result is the first k distinct values of an
+    i.i.d. uniform sequence, which is a uniform k-subset; with k <= m/2 at most half of a
+    round repeats, so few rounds are needed. Returns (owner, value) sorted by owner, value."""
+    width = int(m.max()) + 1 if m.size else 1
+    done: list[np.ndarray] = []
+    keys = np.empty(0, np.int64)  # distinct owner * width + value of unfinished owners
+    owners = np.flatnonzero(k > 0)
+    missing = k[owners]
+    while owners.size:
+        owner = np.repeat(owners, missing)
+        val = (rng.random(owner.size) * m[owner]).astype(np.int64)
+        keys = _unique(np.r_[keys, owner * width + val])
+        lacking = np.zeros_like(k)
+        lacking[owners] = k[owners] - np.bincount(keys // width, minlength=len(m))[owners]
+        finished = lacking[keys // width] == 0
+        done.append(keys[finished])
+        keys = keys[~finished]
+        owners = np.flatnonzero(lacking > 0)
+        missing = lacking[owners]
+    out = np.sort(np.concatenate(done)) if done else np.empty(0, np.int64)
+    return out // width, out % width
 
 
 def sample_without_replacement(m: np.ndarray, k: np.ndarray, rng: np.random.Generator):
@@ -95,11 +97,12 @@ def sample_without_replacement(m: np.ndarray, k: np.ndarray, rng: np.random.Gene
     o2 = np.repeat(dense_ids, m[dense_ids])
     v2 = _rank_in_group(o2)
     width = m.max() + 1 if m.size else 1
-    keep = ~np.isin(o2 * width + v2, oe * width + ve)
-    owner = np.r_[o1, o2[keep]]
-    val = np.r_[v1, v2[keep]]
-    order = np.lexsort((val, owner))
-    return owner[order], val[order]
+    excluded = oe * width + ve  # sorted
+    key = o2 * width + v2
+    at = np.minimum(np.searchsorted(excluded, key), max(excluded.size - 1, 0))
+    keep = ~(excluded[at] == key) if excluded.size else np.ones(key.size, bool)
+    keys = np.sort(np.r_[o1 * width + v1, key[keep]])
+    return keys // width, keys % width
 
 
 def sample_negatives(
@@ -109,12 +112,12 @@ def sample_negatives(
     n_neg = min(int(n_u / r), |pool \\ items_u|) items drawn uniformly without replacement
     from pool \\ items_u, where pool = items with a positive in the domain.
     Returns (user, item) arrays of negatives."""
-    pool = np.unique(item)
-    users, n_u = np.unique(user, return_counts=True)
-    # Distinct (user, item) pairs, sorted by user then item.
-    pair = np.unique(np.stack([user, item], axis=1), axis=0)
-    pair_user = np.searchsorted(users, pair[:, 0])  # user index 0..U-1
-    pair_pos = np.searchsorted(pool, pair[:, 1])  # item position in pool
+    pool = _unique(item)
+    users, n_u = _unique(user, return_counts=True)
+    # Distinct (user index, pool position) pairs, sorted by user then item.
+    width = len(pool) + 1
+    pair = _unique(np.searchsorted(users, user) * width + np.searchsorted(pool, item))
+    pair_user, pair_pos = pair // width, pair % width
     s_u = np.bincount(pair_user, minlength=len(users))
     m_u = len(pool) - s_u  # candidates left for each user
     # IEEE-754 double division truncated toward zero, exactly as int(n_u / r) in Python.
@@ -125,7 +128,6 @@ def sample_negatives(
     # positives. With the user's positive positions p_0 < p_1 < ..., q_t = p_t - t counts
     # candidates before p_t, and position(j) = j + #{t : q_t <= j}.
     q = pair_pos - _rank_in_group(pair_user)
-    width = len(pool) + 1
     qkey = pair_user * width + q  # sorted: pairs are sorted by user, q non-decreasing
     starts = _segments(pair_user, len(users))
     n_skip = np.searchsorted(qkey, owner * width + j, side="right") - starts[owner]
@@ -149,13 +151,17 @@ def split_labels(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def make_samples(pos: pl.DataFrame, ratios: list[float], seed: int) -> pl.DataFrame:
     """Positives (user_id, item_id, domain_id) -> all samples with label and split.
 
-    Rows come out sorted by domain, then in a seeded random order."""
+    Rows come out sorted by domain, then in a seeded random order. The input's row order
+    does not matter: positives are sorted first."""
+    pos = pos.sort("domain_id", "user_id", "item_id")
+    dom = pos["domain_id"].to_numpy()
+    users, items = pos["user_id"].to_numpy(), pos["item_id"].to_numpy()
+    bounds = np.searchsorted(dom, np.arange(len(ratios) + 1))
     frames = []
     for d, ratio in enumerate(ratios):
         rng = np.random.default_rng(np.random.SeedSequence([seed, d]))
-        part = pos.filter(pl.col("domain_id") == d)
-        u = part["user_id"].to_numpy()
-        i = part["item_id"].to_numpy()
+        u = users[bounds[d] : bounds[d + 1]]
+        i = items[bounds[d] : bounds[d + 1]]
         nu, ni = sample_negatives(u, i, ratio, rng)
         user = np.r_[u, nu]
         item = np.r_[i, ni]

@@ -119,14 +119,13 @@ def _parse_amazon_chunk_slow(chunk: bytes, first_line: int, path: Path, on_bad_l
 
 
 def _parse_amazon_chunk(chunk: bytes, first_line: int, path: Path, on_bad_lines: str):
-    n_lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
     try:
         df = pl.read_ndjson(io.BytesIO(chunk), schema=AMAZON_SCHEMA)
-        if df.height == n_lines and df.null_count().sum_horizontal().item() == 0:
+        if df.null_count().sum_horizontal().item() == 0:
             return df, 0
     except pl.exceptions.PolarsError:
         pass
-    # Something is off in this chunk (a bad line, a missing field, blank lines): find it.
+    # Something is off in this chunk (a bad line, a missing field): find it.
     return _parse_amazon_chunk_slow(chunk, first_line, path, on_bad_lines)
 
 
@@ -140,9 +139,36 @@ def _open_error(path: Path, exc: Exception) -> RawDataError:
 
 def read_amazon(path: Path, on_bad_lines: str = "error") -> tuple[pl.DataFrame, RawInfo]:
     """(reviewerID, asin, overall) rows of one `<Category>_5.json.gz`, exact duplicates of
-    the triple dropped (a pair reviewed twice with different ratings stays twice)."""
+    the triple dropped (a pair reviewed twice with different ratings stays twice).
+
+    Fast path: polars reads the whole file at once. If that fails or a required field is
+    missing anywhere, the file is streamed again in chunks to name the bad line (or to skip
+    and count bad lines)."""
     _check_on_bad_lines(on_bad_lines)
     path = Path(path)
+    try:
+        df = pl.read_ndjson(path, schema=AMAZON_SCHEMA)
+        if df.null_count().sum_horizontal().item() == 0:
+            sha, size = _sha256_and_size(path)
+            return df.unique(), RawInfo(sha, size)
+    except (pl.exceptions.PolarsError, OSError, ValueError):
+        pass
+    return _read_amazon_streaming(path, on_bad_lines)
+
+
+def _sha256_and_size(path: Path) -> tuple[str, int]:
+    h, n = hashlib.sha256(), 0
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+                n += len(chunk)
+    except OSError as exc:
+        raise RawDataError(f"{path}: cannot read it ({exc.strerror or exc}).") from None
+    return h.hexdigest(), n
+
+
+def _read_amazon_streaming(path: Path, on_bad_lines: str) -> tuple[pl.DataFrame, RawInfo]:
     frames, bad, line_no = [], 0, 1
     try:
         with open(path, "rb") as raw:
@@ -170,8 +196,7 @@ def read_amazon(path: Path, on_bad_lines: str = "error") -> tuple[pl.DataFrame, 
     except OSError as exc:
         raise RawDataError(f"{path}: cannot read it ({exc.strerror or exc}).") from None
     df = pl.concat(frames) if frames else pl.DataFrame(schema=AMAZON_SCHEMA)
-    df = df.unique(maintain_order=True)
-    return df, RawInfo(hashing.sha.hexdigest(), hashing.n, bad)
+    return df.unique(), RawInfo(hashing.sha.hexdigest(), hashing.n, bad)
 
 
 # --------------------------------------------------------------------------------------
