@@ -68,9 +68,9 @@ class Entry:
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     @property
-    def n_parameters(self) -> int | None:
-        vals = {r.data["n_parameters"] for r in self.runs}
-        return vals.pop() if len(vals) == 1 else int(np.mean(list(vals)))
+    def n_parameters(self) -> int:
+        """Mean over the runs (the same for every seed of a model and config)."""
+        return round(float(np.mean([r.data["n_parameters"] for r in self.runs])))
 
     @property
     def train_seconds(self) -> Stat:

@@ -144,6 +144,14 @@ reported and never ranked with reproduced runs.</p></footer>
 # ---------------------------------------------------------------- tables
 
 
+def sortable_table(kind: str, caption: str, head: str, bodies: list[str]) -> str:
+    """A table sort.js makes sortable; `caption` and `head` are HTML already escaped."""
+    return (
+        f'<div class="table-wrap"><table class="sortable {kind}"><caption>{caption}</caption>'
+        f"<thead><tr>{head}</tr></thead>{''.join(bodies)}</table></div>"
+    )
+
+
 def _method_cell(e: Entry) -> str:
     v = f' <span class="muted">variant {h(e.variant)}</span>' if e.variant else ""
     return f"<td>{h(e.method)}{v}</td>"
@@ -198,10 +206,7 @@ def paper_table(rows: list[paper.PaperEntry], caption: str) -> str:
         + f"<td>{h(p.table)}</td></tr>"
         for p in rows
     )
-    return (
-        f'<div class="table-wrap"><table class="sortable paper"><caption>{caption}</caption>'
-        f'<thead><tr>{head}</tr></thead><tbody class="group-reported">{body}</tbody></table></div>'
-    )
+    return sortable_table("paper", caption, head, [f'<tbody class="group-reported">{body}</tbody>'])
 
 
 def index_table(entries: list[Entry], reported: list[paper.PaperEntry], caption: str) -> str:
@@ -228,10 +233,7 @@ def index_table(entries: list[Entry], reported: list[paper.PaperEntry], caption:
         bodies.append(
             '<tbody class="group-reported">' + "".join(map(_paper_row, reported)) + "</tbody>"
         )
-    return (
-        f'<div class="table-wrap"><table class="sortable leaderboard"><caption>{caption}</caption>'
-        f"<thead><tr>{head}</tr></thead>{''.join(bodies)}</table></div>"
-    )
+    return sortable_table("leaderboard", caption, head, bodies)
 
 
 def domain_table(entries: list[Entry], domains: list[str]) -> str:
@@ -260,11 +262,8 @@ def domain_table(entries: list[Entry], domains: list[str]) -> str:
             + cells
             + f'<td><a href="configs/{h(e.id)}.json">config</a></td></tr>'
         )
-    return (
-        '<div class="table-wrap"><table class="sortable per-domain"><caption>Test AUC per domain '
-        "(mean ± std over seeds; best per domain in bold)</caption>"
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-    )
+    caption = "Test AUC per domain (mean ± std over seeds; best per domain in bold)"
+    return sortable_table("per-domain", caption, head, [f"<tbody>{''.join(rows)}</tbody>"])
 
 
 # Five stops of the viridis colour map (perceptually uniform, colour-blind safe).
@@ -364,10 +363,7 @@ def matrix_table(cells: dict[tuple[str, str], tuple[str, float | None]], caption
             cls = "num best" if v is not None and v == best else "num"
             tds += td(text + mark, v, cls=cls)
         rows.append(f"<tr><td>{h(m)}</td>{tds}</tr>")
-    return (
-        f'<div class="table-wrap"><table class="sortable matrix"><caption>{caption}</caption>'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-    )
+    return sortable_table("matrix", caption, head, [f"<tbody>{''.join(rows)}</tbody>"])
 
 
 def reproduced_matrix(entries: list[Entry]) -> str:

@@ -418,8 +418,11 @@ def _fmt(x) -> str:
     return "null" if x is None else f"{x:.6f}"
 
 
-def check_predictions(d: dict, build: Build, pred_path: Path) -> list[str]:
-    """Recompute every test metric from the predictions Parquet with the one evaluator."""
+def check_predictions(
+    d: dict, build: Build, pred_path: Path, test_splits: dict | None = None
+) -> list[str]:
+    """Recompute every test metric from the predictions Parquet with the one evaluator.
+    `test_splits` caches each build's test (domain_id, label) across the results of a run."""
     import polars as pl
 
     try:
@@ -440,14 +443,18 @@ def check_predictions(d: dict, build: Build, pred_path: Path) -> list[str]:
     if not np.isin(lab, (0, 1)).all():
         errs.append(f"predictions file {pred_path.name}: label holds values other than 0 and 1")
     if build.path is not None and (build.path / "test.parquet").is_file():
-        test = pl.read_parquet(build.path / "test.parquet", columns=["domain_id", "label"])
-        if test.height != len(dom):
+        cache = {} if test_splits is None else test_splits
+        if build.manifest_sha256 not in cache:
+            t = pl.read_parquet(build.path / "test.parquet", columns=["domain_id", "label"])
+            cache[build.manifest_sha256] = (t["domain_id"].to_numpy(), t["label"].to_numpy())
+        t_dom, t_lab = cache[build.manifest_sha256]
+        if len(t_dom) != len(dom):
             errs.append(
                 f"predictions file {pred_path.name} has {len(dom)} rows but the build's test "
-                f"split has {test.height}: write one prediction per test row, in the split's order"
+                f"split has {len(t_dom)}: write one prediction per test row, in the split's order"
             )
             return errs
-        bad = int(((test["domain_id"].to_numpy() != dom) | (test["label"].to_numpy() != lab)).sum())
+        bad = int(((t_dom != dom) | (t_lab != lab)).sum())
         if bad:
             errs.append(
                 f"predictions file {pred_path.name}: domain_id/label differ from the build's "
@@ -501,6 +508,7 @@ def validate(
 ) -> Report:
     """Check every results file under `paths`; see the module docstring for the rules."""
     report = Report()
+    test_splits: dict = {}
     files = find_results(paths)
     report.n_files = len(files)
     for path in files:
@@ -519,7 +527,7 @@ def validate(
         pred = predictions_path(path)
         if pred.is_file():
             if build is not None:
-                errs += check_predictions(data, build, pred)
+                errs += check_predictions(data, build, pred, test_splits)
                 report.n_predictions_checked += 1
         elif require_predictions:
             errs.append(f"no predictions file {pred.name} beside it (--require-predictions)")

@@ -249,7 +249,9 @@ class FakeHub:
     """Just enough of the Hub's HTTP API for huggingface_hub 2.x's `create_repo`,
     `list_repo_files`, `create_commit` (regular and LFS "basic" uploads; start the client
     with HF_HUB_DISABLE_XET=1) and `snapshot_download`, on 127.0.0.1. Every request is
-    recorded as (method, path, headers)."""
+    recorded as (method, path, headers with lower-case names)."""
+
+    token = "hf_fake_test_token_do_not_print_0123456789"  # the only token writes accept
 
     def __init__(self, lfs_suffixes=(".parquet",)):
         import threading
@@ -456,8 +458,6 @@ class FakeHub:
                 self._err(404, f"no route for POST {path}")
 
         return H
-
-    token = "hf_fake_test_token_do_not_print_0123456789"
 
 
 # ---------------------------------------------------------------- headless Chromium
