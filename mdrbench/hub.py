@@ -84,10 +84,10 @@ def check_repo_id(repo_id: str) -> str:
 
 def find_datasets(path: os.PathLike | str) -> list[Path]:
     """PATH itself when it is a built dataset, else the built datasets directly inside it."""
+    from mdrbench.validate import dataset_folders
+
     path = Path(path).expanduser()
-    if (path / MANIFEST).is_file():
-        return [path]
-    found = sorted(p for p in path.iterdir() if (p / MANIFEST).is_file()) if path.is_dir() else []
+    found = dataset_folders(path)
     if not found:
         raise UserError(
             f"no built dataset at '{path}' (no {MANIFEST} in it or in its subfolders). "

@@ -125,7 +125,7 @@ class KnownBuilds:
             roots.append((default_data_dir(), False))
         for root, explicit in roots:
             searched.append(str(root))
-            found = _manifests_under(root)
+            found = [f / "manifest.json" for f in dataset_folders(root)]
             if explicit and not found:
                 raise UserError(
                     f"no built dataset at '{root}' (no manifest.json in it or in its "
@@ -151,12 +151,13 @@ class KnownBuilds:
         return cls(builds, searched)
 
 
-def _manifests_under(root: Path) -> list[Path]:
+def dataset_folders(root: Path) -> list[Path]:
+    """`root` when it is a built dataset (holds manifest.json), else the ones directly in it."""
     if (root / "manifest.json").is_file():
-        return [root / "manifest.json"]
+        return [root]
     if not root.is_dir():
         return []
-    return sorted(p / "manifest.json" for p in root.iterdir() if (p / "manifest.json").is_file())
+    return sorted(p for p in root.iterdir() if (p / "manifest.json").is_file())
 
 
 @dataclass(frozen=True)
