@@ -4,19 +4,22 @@ One entry = one dataset build, model, method and config (apart from the seed). I
 are the test metrics of its runs, as the one evaluator wrote them: mean and sample
 standard deviation (ddof = 1) over seeds. RANK (the paper's metric): on each domain, rank the
 ranked entries of the same build by their mean AUC (1 = best, ties share the mean of their
-ranks), then average over the domains.
+ranks), then average over the domains. Both come from `mdrbench.results` (`mean_std`,
+`rank_entries`), the functions behind `mdrbench table`, so the site and the tables agree.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from mdrbench.results import mean_std, rank_entries
 from mdrbench.validate import LoadedResult, entry_config
 
 
@@ -31,7 +34,8 @@ class Stat:
         v = [x for x in values if x is not None]
         if not v:
             return cls(None, None, 0)
-        return cls(float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else None, len(v))
+        mean, std = mean_std(v)
+        return cls(mean, std if len(v) > 1 else None, len(v))
 
 
 @dataclass
@@ -109,20 +113,10 @@ def aggregate(results: list[LoadedResult], *, min_seeds: int = 3) -> list[Entry]
     return entries
 
 
-def rank_desc(values: list[float]) -> list[float]:
-    """1 = largest; tied values share the mean of the ranks they span."""
-    return [1 + sum(w > v for w in values) + (sum(w == v for w in values) - 1) / 2 for v in values]
-
-
 def assign_ranks(entries: list[Entry]) -> None:
-    """RANK of each entry among `entries` (one build): per-domain ranks by mean AUC,
-    averaged over the domains where the entry has an AUC."""
-    per_entry: dict[int, list[float]] = defaultdict(list)
-    domains = {n for e in entries for n in e.domains}
-    for name in sorted(domains):
-        have = [(i, e.domains[name].mean) for i, e in enumerate(entries)
-                if name in e.domains and e.domains[name].mean is not None]  # fmt: skip
-        for (i, _), r in zip(have, rank_desc([v for _, v in have])):
-            per_entry[i].append(r)
+    """RANK of each entry among `entries` (one build), from their per-domain mean AUCs."""
+    ranks = rank_entries(
+        {i: {d: s.mean for d, s in e.domains.items()} for i, e in enumerate(entries)}
+    )
     for i, e in enumerate(entries):
-        e.rank = float(np.mean(per_entry[i])) if per_entry[i] else None
+        e.rank = None if math.isnan(ranks[i]) else ranks[i]

@@ -17,7 +17,7 @@ from publish_fixtures import CHROMIUM, Chromium, make_dataset, make_results_dir
 import mdrbench.validate as V
 from mdrbench.baselines import paper
 from mdrbench.cli import main
-from mdrbench.leaderboard.aggregate import Stat, aggregate, rank_desc
+from mdrbench.leaderboard.aggregate import Stat, aggregate
 from mdrbench.leaderboard.site import build_site
 
 XSS = "<script>alert(1)</script>"
@@ -67,11 +67,6 @@ def run_cli(capsys, *args):
 
 
 # ---------------------------------------------------------------- aggregation and RANK
-
-
-def test_rank_desc_gives_1_to_the_best_and_shares_ties():
-    assert rank_desc([0.7, 0.9, 0.8]) == [3, 1, 2]
-    assert rank_desc([0.9, 0.7, 0.9, 0.5]) == [1.5, 3, 1.5, 4]
 
 
 def test_stat_is_mean_and_sample_std_over_seeds():
