@@ -1,0 +1,372 @@
+"""Result files -> aggregates over seeds, RANK, and the paper's tables. NumPy only (no
+torch), so the leaderboard and validators reuse these functions as they are.
+
+A result file is one run's JSON (schema_version 1, see docs/training.md). The functions:
+
+- `load_results(paths)`: every result JSON under files/folders;
+- `check_versions(results)`: refuses two manifests under one dataset name;
+- `aggregate(results, split)`: one row per (dataset, model, method): mean and std over seeds
+  of the average AUC and of each domain's AUC;
+- `average_ranks(values)` / `rank_entries(per_domain)` / `add_ranks(rows)`: RANK as in the
+  paper: on each domain rank the compared entries by AUC (1 = best, ties share the mean of
+  their ranks), then average each entry's ranks over the domains;
+- `table_v(rows)` (rows = model+method, columns = datasets, cells AUC mean ± std and RANK),
+  `table_vii(rows, dataset)` (per-domain AUC), `domain_table(rows, dataset)` (domains as
+  rows: one run's or a few entries' per-domain numbers), `render(table, fmt)` for md, csv
+  and latex.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mdrbench.errors import UserError
+
+Key = tuple[str, str, str]  # (dataset, model, method)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def is_result(obj: Any) -> bool:
+    return (
+        isinstance(obj, dict)
+        and obj.get("schema_version") == 1
+        and all(k in obj for k in ("dataset", "model", "method", "seed", "metrics"))
+    )
+
+
+def load_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict]:
+    """Every result JSON in the given files and (recursively) folders, sorted by path.
+    Other JSON files are skipped; unreadable ones raise UserError."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(p.rglob("*.json"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UserError(f"no results at '{p}'")
+    out = []
+    for f in files:
+        try:
+            obj = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"{f}: not readable JSON ({exc})") from None
+        if is_result(obj):
+            obj.setdefault("_path", str(f))
+            out.append(obj)
+    return out
+
+
+def check_versions(results: Sequence[Mapping]) -> None:
+    """One dataset name must mean one dataset (one manifest sha256): never mix versions."""
+    seen: dict[str, dict[str, str]] = {}
+    for r in results:
+        name, sha = r["dataset"]["name"], r["dataset"].get("manifest_sha256", "")
+        seen.setdefault(name, {}).setdefault(sha, r.get("_path", "?"))
+    for name, shas in seen.items():
+        if len(shas) > 1:
+            where = "; ".join(f"{sha[:12]} (e.g. {path})" for sha, path in shas.items())
+            raise UserError(
+                f"results for dataset '{name}' come from {len(shas)} different builds "
+                f"(manifest sha256 {where}): compare runs of one build only"
+            )
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0.0 for a single value)."""
+    a = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if a.size == 0:
+        return (math.nan, math.nan)
+    return (float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0)
+
+
+def aggregate(results: Sequence[Mapping], split: str = "test") -> list[dict]:
+    """One row per (dataset, model, method), in first-seen order:
+    {"dataset", "manifest_sha256", "model", "method", "seeds", "auc_mean": (mean, std),
+     "auc_weighted": (mean, std), "logloss": (mean, std), "domains": {name: (mean, std)},
+     "val_auc_mean": (mean, std)}."""
+    check_versions(results)
+    groups: dict[Key, list[Mapping]] = {}
+    for r in results:
+        groups.setdefault((r["dataset"]["name"], r["model"], r["method"]), []).append(r)
+    rows = []
+    for (ds, model, method), runs in groups.items():
+        runs = sorted(runs, key=lambda r: r["seed"])
+        seeds = [r["seed"] for r in runs]
+        if len(set(seeds)) != len(seeds):
+            dup = sorted({s for s in seeds if seeds.count(s) > 1})
+            raise UserError(f"{ds} {model} {method}: seed(s) {dup} appear in more than one file")
+        m = [r["metrics"][split] for r in runs]
+        names: list[str] = []
+        for x in m:
+            names += [n for n in x["domains"] if n not in names]
+        rows.append(
+            {
+                "dataset": ds,
+                "manifest_sha256": runs[0]["dataset"].get("manifest_sha256", ""),
+                "model": model,
+                "method": method,
+                "seeds": seeds,
+                "auc_mean": mean_std([x["auc_mean"] for x in m]),
+                "auc_weighted": mean_std([x.get("auc_weighted") for x in m]),
+                "logloss": mean_std([x.get("logloss") for x in m]),
+                "val_auc_mean": mean_std([r["metrics"]["val"]["auc_mean"] for r in runs]),
+                "domains": {
+                    n: mean_std([x["domains"].get(n, {}).get("auc") for x in m]) for n in names
+                },
+                "domain_n": {n: m[0]["domains"].get(n, {}).get("n") for n in names},
+            }
+        )
+    return rows
+
+
+def average_ranks(values: Sequence[float], higher_is_better: bool = True) -> np.ndarray:
+    """1-based ranks (1 = best), ties sharing the mean of their ranks; NaN stays NaN."""
+    v = np.asarray(values, dtype=np.float64)
+    out = np.full(v.shape, np.nan)
+    ok = ~np.isnan(v)
+    x = -v[ok] if higher_is_better else v[ok]
+    if x.size:
+        order = np.argsort(x, kind="mergesort")
+        xs = x[order]
+        starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
+        ends = np.r_[starts[1:], xs.size]
+        avg = (starts + ends + 1) / 2.0
+        ranks = np.empty(x.size)
+        ranks[order] = np.repeat(avg, ends - starts)
+        out[ok] = ranks
+    return out
+
+
+def rank_entries(per_domain: Mapping[Any, Mapping[str, float | None]]) -> dict[Any, float]:
+    """RANK of each entry: rank the entries on each domain by AUC (1 = best, ties averaged),
+    then average each entry's ranks over the domains where it has an AUC."""
+    entries = list(per_domain)
+    domains: list[str] = []
+    for e in entries:
+        domains += [d for d in per_domain[e] if d not in domains]
+    sums = np.zeros(len(entries))
+    counts = np.zeros(len(entries))
+    for d in domains:
+        vals = [per_domain[e].get(d) for e in entries]
+        r = average_ranks([math.nan if v is None else v for v in vals])
+        ok = ~np.isnan(r)
+        sums[ok] += r[ok]
+        counts[ok] += 1
+    return {e: float(sums[i] / counts[i]) if counts[i] else math.nan for i, e in enumerate(entries)}
+
+
+def add_ranks(rows: list[dict]) -> list[dict]:
+    """Set row["rank"]: RANK among the rows of the same dataset (mean per-domain AUCs)."""
+    by_ds: dict[str, list[dict]] = {}
+    for r in rows:
+        by_ds.setdefault(r["dataset"], []).append(r)
+    for group in by_ds.values():
+        ranks = rank_entries(
+            {i: {d: ms[0] for d, ms in r["domains"].items()} for i, r in enumerate(group)}
+        )
+        for i, r in enumerate(group):
+            r["rank"] = ranks[i]
+    return rows
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+@dataclass
+class Table:
+    """Cells: str, float, (mean, std) or None. `bold` = (row, col) cells to emphasise."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    bold: set[tuple[int, int]] = field(default_factory=set)
+
+
+def _entry(r: Mapping) -> str:
+    return f"{r['model']}+{r['method']}"
+
+
+def _best(table: Table, col: int, higher_is_better: bool) -> None:
+    vals = []
+    for row in table.rows:
+        c = row[col]
+        v = c[0] if isinstance(c, tuple) else c
+        vals.append(v if isinstance(v, (int, float)) and not math.isnan(v) else None)
+    ok = [v for v in vals if v is not None]
+    if len(ok) < 2:
+        return
+    best = max(ok) if higher_is_better else min(ok)
+    table.bold |= {(i, col) for i, v in enumerate(vals) if v == best}
+
+
+def table_v(rows: list[dict], datasets: Sequence[str] | None = None) -> Table:
+    """Table V: rows model+method, for each dataset AUC (mean ± std over seeds) and RANK."""
+    rows = add_ranks([dict(r) for r in rows])
+    datasets = list(datasets or dict.fromkeys(r["dataset"] for r in rows))
+    entries = list(dict.fromkeys((r["model"], r["method"]) for r in rows))
+    cell = {(r["model"], r["method"], r["dataset"]): r for r in rows}
+    columns = ["Model", "Method"]
+    for ds in datasets:
+        columns += [f"{ds} AUC", f"{ds} RANK"]
+    body = []
+    for model, method in entries:
+        line: list[Any] = [model, method]
+        for ds in datasets:
+            r = cell.get((model, method, ds))
+            line += [r["auc_mean"], r["rank"]] if r else [None, None]
+        body.append(line)
+    t = Table("Average AUC over domains (mean ± std over seeds) and RANK", columns, body)
+    for i in range(len(datasets)):
+        _best(t, 2 + 2 * i, True)
+        _best(t, 3 + 2 * i, False)
+    return t
+
+
+def table_vii(rows: list[dict], dataset: str) -> Table:
+    """Table VII: rows model+method, columns the dataset's domains (AUC mean ± std), then
+    the average."""
+    rows = [r for r in rows if r["dataset"] == dataset]
+    if not rows:
+        raise UserError(f"no results for dataset '{dataset}'")
+    domains = list(dict.fromkeys(d for r in rows for d in r["domains"]))
+    body = [
+        [r["model"], r["method"], *[r["domains"].get(d) for d in domains], r["auc_mean"]]
+        for r in rows
+    ]
+    t = Table(
+        f"AUC of each domain on {dataset} (mean ± std over seeds)",
+        ["Model", "Method", *domains, "Average"],
+        body,
+    )
+    for c in range(2, len(t.columns)):
+        _best(t, c, True)
+    return t
+
+
+def domain_table(rows: list[dict], dataset: str | None = None) -> Table:
+    """Domains as rows, one AUC column per entry (model+method): a run's per-domain table,
+    or a side-by-side comparison (the quickstart's)."""
+    if dataset is not None:
+        rows = [r for r in rows if r["dataset"] == dataset]
+    if not rows:
+        raise UserError("no results to show")
+    domains = list(dict.fromkeys(d for r in rows for d in r["domains"]))
+    columns = ["Domain", "n", *[f"{_entry(r)} AUC" for r in rows]]
+    body = [[d, rows[0]["domain_n"].get(d), *[r["domains"].get(d) for r in rows]] for d in domains]
+    body.append(["Average AUC", None, *[r["auc_mean"] for r in rows]])
+    body.append(["Weighted AUC", None, *[r["auc_weighted"] for r in rows]])
+    body.append(["Logloss", None, *[r["logloss"] for r in rows]])
+    seeds = ", ".join(f"{_entry(r)}: {len(r['seeds'])}" for r in rows)
+    t = Table(
+        f"Test AUC per domain on {rows[0]['dataset']} (mean ± std over seeds; {seeds})",
+        columns,
+        body,
+    )
+    if len(rows) > 1:
+        for i in range(len(body) - 1):  # not the logloss row
+            vals = [c[0] if isinstance(c, tuple) else None for c in body[i][2:]]
+            ok = [v for v in vals if v is not None and not math.isnan(v)]
+            if ok:
+                t.bold |= {(i, 2 + j) for j, v in enumerate(vals) if v == max(ok)}
+    return t
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _fmt(c: Any, fmt: str) -> str:
+    if c is None:
+        return "-"
+    if isinstance(c, tuple):
+        m, s = c
+        if m is None or math.isnan(m):
+            return "-"
+        pm = " $\\pm$ " if fmt == "latex" else " ± "
+        return f"{m:.4f}{pm}{s:.4f}"
+    if isinstance(c, float):
+        return "-" if math.isnan(c) else f"{c:.2f}"
+    return str(c)
+
+
+def _latex_escape(s: str) -> str:
+    for a, b in (
+        ("\\", "\\textbackslash{}"),
+        ("&", "\\&"),
+        ("%", "\\%"),
+        ("_", "\\_"),
+        ("#", "\\#"),
+    ):
+        s = s.replace(a, b)
+    return s
+
+
+def render(table: Table, fmt: str = "md") -> str:
+    """The table as Markdown (`md`), CSV (`csv`: a (mean, std) cell becomes two columns,
+    numbers unrounded) or a LaTeX tabular (`latex`). Best cells bold in md and latex."""
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        pairs = [
+            any(isinstance(r[c], tuple) for r in table.rows) for c in range(len(table.columns))
+        ]
+        header = []
+        for name, pair in zip(table.columns, pairs):
+            header += [name, f"{name} std"] if pair else [name]
+        w.writerow(header)
+        for row in table.rows:
+            line = []
+            for c, pair in zip(row, pairs):
+                if pair:
+                    line += list(c) if isinstance(c, tuple) else ["", ""]
+                else:
+                    line.append("" if c is None else c)
+            w.writerow(line)
+        return buf.getvalue()
+    cells = [[_fmt(c, fmt) for c in row] for row in table.rows]
+    for i, j in table.bold:
+        if cells[i][j] != "-":
+            cells[i][j] = f"**{cells[i][j]}**" if fmt == "md" else f"\\textbf{{{cells[i][j]}}}"
+    if fmt == "md":
+        widths = [
+            max(len(h), *(len(r[j]) for r in cells)) if cells else len(h)
+            for j, h in enumerate(table.columns)
+        ]
+        lines = [f"**{table.title}**", ""]
+        lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(table.columns, widths)) + " |")
+        lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+        for r in cells:
+            lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+        return "\n".join(lines) + "\n"
+    if fmt == "latex":
+        spec = "l" * 2 + "c" * (len(table.columns) - 2)
+        lines = [
+            "\\begin{table}[t]",
+            f"\\caption{{{_latex_escape(table.title)}}}",
+            f"\\begin{{tabular}}{{{spec}}}",
+            "\\toprule",
+            " & ".join(_latex_escape(h) for h in table.columns) + " \\\\",
+            "\\midrule",
+        ]
+        for r in cells:
+            lines.append(" & ".join(_latex_escape(c) if "\\" not in c else c for c in r) + " \\\\")
+        lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+        return "\n".join(lines) + "\n"
+    raise UserError(f"unknown format '{fmt}'; valid formats: md, csv, latex")
