@@ -16,6 +16,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from mdrbench import __version__
+from mdrbench.atomic import swap_into_place
 from mdrbench.builders import raw as rawio
 from mdrbench.builders.card import dataset_card
 from mdrbench.builders.manifest import FORMAT_VERSION, MANIFEST, dump_manifest, file_sha256
@@ -170,7 +171,7 @@ def build_dataset(
             for f, rows in sorted(files.items())
         }
         (tmp / MANIFEST).write_bytes(dump_manifest(manifest))
-        _swap_into_place(tmp, target)
+        swap_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -194,18 +195,6 @@ def _remove_stale(out: Path, name: str) -> None:
         pid = stale.name.rsplit("-", 1)[-1]
         if not (pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))):
             shutil.rmtree(stale, ignore_errors=True)
-
-
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    """Rename the finished folder into place; an old dataset is moved aside first and
-    deleted only once the new one is in place."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _manifest(spec, selected, ratios, seed, on_bad_lines, pos, samples, raw_infos) -> dict:

@@ -24,8 +24,8 @@ from importlib import resources
 from pathlib import Path
 
 from mdrbench import __version__
+from mdrbench.atomic import swap_into_place
 from mdrbench.baselines import paper
-from mdrbench.builders.build import _swap_into_place
 from mdrbench.leaderboard.aggregate import Entry, aggregate
 from mdrbench.validate import MIN_SEEDS, LoadedResult
 
@@ -545,7 +545,7 @@ def build_site(
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text, encoding="utf-8")
         os.chmod(tmp, 0o755)
-        _swap_into_place(tmp, out)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

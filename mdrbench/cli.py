@@ -62,7 +62,9 @@ def cli():
 
 def main(argv=None):
     try:
-        cli.main(args=argv, standalone_mode=False)
+        rv = cli.main(args=argv, standalone_mode=False)
+        if isinstance(rv, int) and rv:  # a command's ctx.exit(code)
+            sys.exit(rv)
     except UserError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)

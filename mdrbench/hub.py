@@ -401,7 +401,7 @@ def download(
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    from mdrbench.builders.build import _swap_into_place
+    from mdrbench.atomic import swap_into_place
 
     check_repo_id(repo_id)
     out = Path(out).expanduser()
@@ -437,7 +437,7 @@ def download(
             )
         placed = []
         for f in folders:
-            _swap_into_place(f, out / f.name)
+            swap_into_place(f, out / f.name)
             placed.append(out / f.name)
         return placed
     finally:
