@@ -21,7 +21,7 @@ COMMANDS = {
     "eval": "mdrbench.cli_train:eval_cmd",
     "table": "mdrbench.cli_train:table_cmd",
     "quickstart": "mdrbench.cli_train:quickstart_cmd",
-    "conflict": "mdrbench.cli_train:conflict_cmd",
+    "conflict": "mdrbench.cli_conflict:conflict_cmd",
     "validate": "mdrbench.cli_publish:validate_cmd",
     "leaderboard": "mdrbench.cli_publish:leaderboard_grp",
     "publish": "mdrbench.cli_publish:publish_cmd",
