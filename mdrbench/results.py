@@ -313,6 +313,7 @@ def _latex_escape(s: str) -> str:
         ("%", "\\%"),
         ("_", "\\_"),
         ("#", "\\#"),
+        ("±", "$\\pm$"),
     ):
         s = s.replace(a, b)
     return s

@@ -41,7 +41,13 @@ class RunResult:
 # ----------------------------------------------------------------------------- config
 
 
-def _elsewhere(model: str | None, method: str) -> dict[str, str]:
+def _framework_class(method: str | type[Framework]) -> type[Framework]:
+    if isinstance(method, type) and issubclass(method, Framework):
+        return method
+    return FRAMEWORKS.get(method)
+
+
+def _elsewhere(model: str | None, method: str | None) -> dict[str, str]:
     """Hyperparameter names of the other models/frameworks -> who has them (for errors)."""
     out: dict[str, str] = {}
     for kind, reg, mine in (("model", MODELS, model), ("framework", FRAMEWORKS, method)):
@@ -55,15 +61,18 @@ def _elsewhere(model: str | None, method: str) -> dict[str, str]:
 
 def resolve_config(
     model: str | nn.Module,
-    method: str,
+    method: str | type[Framework],
     overrides: Mapping[str, Any] | None = None,
 ) -> RunConfig:
     """The run's configuration: defaults of the train loop, the model and the framework,
     then `overrides` (name -> value or string), type-checked."""
-    fw_cls = FRAMEWORKS.get(method)
+    fw_cls = _framework_class(method)
     model_cfg = MODELS.get(model).Config() if isinstance(model, str) else None
     run = RunConfig(train=TrainConfig(), model=model_cfg, framework=fw_cls.Config())
-    apply_overrides(run, overrides or {}, _elsewhere(model if isinstance(model, str) else None, method))
+    elsewhere = _elsewhere(
+        model if isinstance(model, str) else None, method if isinstance(method, str) else None
+    )
+    apply_overrides(run, overrides or {}, elsewhere)
     t = run.train
     for name, value, low in (
         ("batch_size", t.batch_size, 1),
@@ -106,7 +115,8 @@ class _Evaluator:
     def __init__(self, fw: Framework, data: MDRData):
         self.fw, self.names = fw, data.info.domain_names
         self.arrays = {
-            name: (s.domain_id.cpu().numpy(), s.label.cpu().numpy()) for name, s in data.splits.items()
+            name: (s.domain_id.cpu().numpy(), s.label.cpu().numpy())
+            for name, s in data.splits.items()
         }
         self.splits: dict[str, Split] = data.splits
 
@@ -119,7 +129,7 @@ class _Evaluator:
 def train(
     dataset: str | Path | MDRData,
     model: str | nn.Module = "mlp",
-    method: str = "alternate",
+    method: str | type[Framework] = "alternate",
     *,
     seed: int | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -128,7 +138,7 @@ def train(
     log_domains: bool = False,
 ) -> RunResult:
     """Train `model` (a registered name, or any nn.Module with forward(batch) -> logits)
-    with framework `method` on `dataset`; early stopping on average validation AUC; test
+    with framework `method` (a registered name, or a Framework subclass) on `dataset`; early stopping on average validation AUC; test
     metrics of the best state. `log` receives progress lines (None: silent)."""
     run = run if run is not None else resolve_config(model, method, overrides)
     tc = run.train
@@ -148,7 +158,7 @@ def train(
     net.to(device)
     generator = torch.Generator().manual_seed(tc.seed)
     ctx = Context(data=data, train=tc, device=device, generator=generator, log=log)
-    fw = FRAMEWORKS.get(method)(net, ctx, run.framework)
+    fw = _framework_class(method)(net, ctx, run.framework)
     evaluator = _Evaluator(fw, data)
     n_dom = info.n_domains
 
@@ -243,7 +253,7 @@ def train(
         "mdrbench_version": __version__,
         "dataset": {"name": info.name, "manifest_sha256": info.manifest_sha256},
         "model": model if isinstance(model, str) else type(model).__name__,
-        "method": method,
+        "method": method if isinstance(method, str) else method.__name__,
         "seed": tc.seed,
         "config": run.to_dict(),
         "best_epoch": best_epoch,

@@ -14,6 +14,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
+
+# Tiny tensors: one intra-op thread is faster than two, and much faster on a busy machine,
+# where OpenMP threads spin-wait for each other (the suite ran 7x slower with two).
+torch.set_num_threads(1)
 
 # Small model sizes for tests, by hyperparameter name (each model takes the ones it has).
 TINY = {
@@ -28,7 +33,7 @@ TINY = {
     "heads": 2,
     "att_layers": 1,
 }
-TINY_TRAIN = {"batch_size": 64, "epochs": 1, "eval_batch_size": 512}
+TINY_TRAIN = {"batch_size": 64, "epochs": 1, "eval_batch_size": 512, "threads": 1}
 
 
 def tiny_overrides(model: str, **extra) -> dict:

@@ -137,11 +137,11 @@ def specific_param_names(model: nn.Module, rule: str) -> list[str]:
         try:
             pattern = re.compile(rule[3:])
         except re.error as exc:
-            raise UserError(f"specific_params: bad regular expression {rule[3:]!r}: {exc}") from None
+            raise UserError(
+                f"specific_params: bad regular expression {rule[3:]!r}: {exc}"
+            ) from None
         return [n for n in names if pattern.search(n)]
-    raise UserError(
-        f"specific_params: expected 'dense', 'all', 'none' or 're:REGEX', got {rule!r}"
-    )
+    raise UserError(f"specific_params: expected 'dense', 'all', 'none' or 're:REGEX', got {rule!r}")
 
 
 def clone_params(params: Mapping[str, Tensor], names: Sequence[str] | None = None) -> Params:
@@ -152,7 +152,11 @@ def clone_params(params: Mapping[str, Tensor], names: Sequence[str] | None = Non
 
 # ----------------------------------------------------------------------------- optimizers
 
-_DENSE_OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
+_DENSE_OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "sgd": torch.optim.SGD,
+    "adagrad": torch.optim.Adagrad,
+}
 
 
 class Optimizer:
@@ -221,7 +225,9 @@ class LossMeter:
             return EpochStats()
         values = {d: float(t) / self.rows[d] for d, t in self.total.items()}
         loss = sum(values[d] * self.rows[d] for d in values) / n
-        return EpochStats(loss=loss, samples=n, domain_loss={d: v for d, v in values.items() if d >= 0})
+        return EpochStats(
+            loss=loss, samples=n, domain_loss={d: v for d, v in values.items() if d >= 0}
+        )
 
 
 # ----------------------------------------------------------------------------- the interface

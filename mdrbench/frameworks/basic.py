@@ -63,8 +63,7 @@ class Alternate(Framework):
         for i, d in enumerate(order):
             self.train_domain(d, self.opt, meter)
             self.ctx.progress(
-                f"epoch {epoch} domain {i + 1}/{len(order)} "
-                f"'{self.data.info.domain_names[d]}' done"
+                f"epoch {epoch} domain {i + 1}/{len(order)} '{self.data.info.domain_names[d]}' done"
             )
         return meter.stats()
 

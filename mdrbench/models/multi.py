@@ -198,4 +198,3 @@ class STAR(MDRModel):
     def forward(self, batch):
         x = self.inputs.fields(batch).flatten(1)
         return route(batch["domain_id"], self._domain, x) + self.aux(x)
-

@@ -1,0 +1,52 @@
+"""Every registered model and framework has a test: a name registered without being added
+to the hand-written lists of tests/test_models.py fails here."""
+
+from __future__ import annotations
+
+from test_models import FRAMEWORKS_TESTED, MODELS_TESTED
+
+from mdrbench.frameworks import FRAMEWORKS
+from mdrbench.models import MODELS
+
+
+def test_every_registered_model_is_tested():
+    missing = [m for m in MODELS if m not in MODELS_TESTED]
+    assert not missing, (
+        f"registered model(s) {missing} have no test: add them to MODELS_TESTED in "
+        "tests/test_models.py (and tiny sizes for new hyperparameters to TINY in "
+        "tests/train_fixtures.py)"
+    )
+    assert not set(MODELS_TESTED) - set(MODELS), "MODELS_TESTED names an unregistered model"
+
+
+def test_every_registered_framework_is_tested():
+    missing = [f for f in FRAMEWORKS if f not in FRAMEWORKS_TESTED]
+    assert not missing, (
+        f"registered framework(s) {missing} have no test: add them to FRAMEWORKS_TESTED in "
+        "tests/test_models.py (every model x framework trains one epoch there)"
+    )
+    assert not set(FRAMEWORKS_TESTED) - set(FRAMEWORKS), "FRAMEWORKS_TESTED names an unknown one"
+
+
+def test_registered_models_have_paper_defaults():
+    """Defaults = the paper's hyperparameters (benchmark-spec.md, Training protocol)."""
+    cfg = {name: MODELS.get(name).Config() for name in MODELS}
+    assert all(c.emb_dim == 128 and c.dropout == 0.5 for c in cfg.values())
+    for name in ("mlp", "wdl", "nfm", "autoint", "deepfm"):
+        assert cfg[name].hidden == [256, 128, 64]
+    assert cfg["autoint"].heads == 4
+    assert (cfg["shared_bottom"].shared_hidden, cfg["shared_bottom"].tower_hidden) == (
+        [512, 256, 128],
+        [64],
+    )
+    m = cfg["mmoe"]
+    assert (m.expert_hidden, m.tower_hidden, m.gate_hidden, m.n_experts) == (
+        [512, 256, 128],
+        [64],
+        [64],
+        2,
+    )
+    p = cfg["ple"]
+    assert (p.expert_hidden, p.tower_hidden, p.gate_hidden) == ([64], [256], [64])
+    assert (p.n_shared_experts, p.n_specific_experts) == (2, 10)
+    assert cfg["star"].hidden == [256, 128, 64]
