@@ -1,0 +1,276 @@
+"""Multi-task learning frameworks, a domain as a task: learned uncertainty weights
+(Kendall et al. 2018) and PCGrad gradient surgery (Yu et al. 2020).
+
+Both handle named parameter dicts only, so they apply to any model. Neither adds a
+parameter to the model: the uncertainty weights live in the framework (its `state_dict`
+keeps them), and PCGrad only rewrites `.grad` before an ordinary optimizer step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mdrbench.config import FrameworkConfig
+from mdrbench.frameworks.base import (
+    FRAMEWORKS,
+    EpochStats,
+    Framework,
+    LossMeter,
+    Optimizer,
+    specific_param_names,
+)
+
+# ----------------------------------------------------------------------------- weighted loss
+
+
+@FRAMEWORKS("weighted_loss")
+class WeightedLoss(Framework):
+    """Uncertainty weighting (Kendall, Gal and Cipolla, CVPR 2018): one learned log
+    variance s_d per domain; a batch's objective is sum over its domains d of
+    exp(-s_d) L_d + s_d / 2 (L_d: mean BCE of d's rows in the batch; the classification
+    form 1/sigma^2 L + log sigma with s = log sigma^2). s starts at 0 (weight 1) and is
+    trained with the model by the run's optimizer. Batches go domain after domain in a new
+    random order each epoch (the authors' code), or mixed over domains (`mixed=true`).
+    The logged loss is the plain BCE."""
+
+    summary = "learned uncertainty weight per domain (Kendall et al. 2018)"
+    priority = 5
+
+    @dataclass
+    class Config(FrameworkConfig):
+        shuffle_domains: bool = True  # a new domain order every epoch (authors' code)
+        mixed: bool = False  # batches mixed over all domains instead of domain after domain
+
+    def __init__(self, model, ctx, cfg=None):
+        super().__init__(model, ctx, cfg)
+        self.log_var = torch.zeros(self.n_domains, device=ctx.device, requires_grad=True)
+        self.opt = self.make_optimizer(self.named_params())
+        self.weight_opt = Optimizer({"log_var": self.log_var}, name="adam", lr=ctx.train.lr)
+
+    def weights(self) -> Tensor:
+        """exp(-s_d): the current weight of each domain's loss."""
+        return torch.exp(-self.log_var.detach())
+
+    def weighted(self, row_loss: Tensor, domain_id: Tensor) -> Tensor:
+        """sum over the batch's domains of exp(-s_d) mean(row_loss of d) + s_d / 2."""
+        n = self.n_domains
+        sums = torch.zeros(n, dtype=row_loss.dtype, device=row_loss.device)
+        sums = sums.index_add(0, domain_id, row_loss)
+        counts = torch.bincount(domain_id, minlength=n)
+        present = counts > 0
+        s = self.log_var[present]
+        return (torch.exp(-s) * (sums[present] / counts[present]) + 0.5 * s).sum()
+
+    def train_step(self, batch: dict[str, Tensor], meter: LossMeter, d: int = -1) -> None:
+        self.opt.zero_grad()
+        self.weight_opt.zero_grad()
+        rows = F.binary_cross_entropy_with_logits(
+            self.forward(batch), batch["label"], reduction="none"
+        )
+        self.weighted(rows, batch["domain_id"]).backward()
+        self.opt.step()
+        self.weight_opt.step()
+        meter.add(rows.detach().mean(), len(rows), d)
+
+    def train_epoch(self, epoch: int, domains: Sequence[int]) -> EpochStats:
+        meter = LossMeter()
+        if self.cfg.mixed:
+            for batch in self.batches():
+                self.train_step(batch, meter)
+            return meter.stats()
+        keep = set(domains)
+        for d in [d for d in self.domain_order(self.cfg.shuffle_domains) if d in keep]:
+            for batch in self.batches(d):
+                self.train_step(batch, meter, d)
+        return meter.stats()
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["log_var"] = self.log_var.detach().clone()
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        if "log_var" in state:
+            with torch.no_grad():
+                self.log_var.copy_(state["log_var"])
+
+
+# ----------------------------------------------------------------------------- PCGrad
+
+
+def pcgrad(grads: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """PCGrad (Yu et al. 2020, Algorithm 1) on m task gradients, the rows of `grads`
+    [m, D]: for each task i, for each other task j in a random order, if the running
+    g_i^PC conflicts with g_j (negative inner product), project it onto the normal plane
+    of g_j: g_i^PC -= (g_i^PC . g_j) / |g_j|^2 g_j. Returns sum_i g_i^PC [D].
+    Branch-free (no device sync per pair)."""
+    m = grads.shape[0]
+    pc = grads.clone()
+    sq = (grads * grads).sum(1).clamp_min(torch.finfo(grads.dtype).tiny)
+    for i in range(m):
+        for j in torch.randperm(m, generator=generator).tolist():
+            if j == i:
+                continue
+            dot = pc[i] @ grads[j]
+            pc[i] -= dot.clamp(max=0) / sq[j] * grads[j]
+    return pc.sum(0)
+
+
+def _sparse(rows: Tensor, values: Tensor, shape) -> Tensor:
+    return torch.sparse_coo_tensor(rows.unsqueeze(0), values, shape, check_invariants=False)
+
+
+def _nonzero(g: Tensor | None) -> bool:
+    if g is None:
+        return False
+    return g._nnz() > 0 if g.is_sparse else bool(g.any())
+
+
+def surgery(
+    grads: Sequence[Mapping[str, Tensor | None]],
+    names: set[str],
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor | None]:
+    """One gradient per parameter from the per-domain gradients `grads` (one dict each).
+
+    PCGrad acts on the shared part of the gradient, the entries more than one domain's
+    gradient reaches in this step: whole dense tensors that get a nonzero gradient from
+    at least two domains, and the rows of sparse tables (embeddings) that at least two
+    domains touch, for parameters in `names`. Everything else (a domain's own tower, its
+    domain-embedding row, a user seen by one domain only, parameters outside `names`) is
+    summed as it is: projecting it could only shrink the other domains' coefficients."""
+    out: dict[str, Tensor | None] = {}
+    m = len(grads)
+    pieces: list[list[Tensor]] = [[] for _ in range(m)]
+    layout: list[tuple] = []  # (name, kind, shape or (rows, value shape, plain sum))
+    for n in grads[0]:
+        gs = [g[n] if _nonzero(g[n]) else None for g in grads]
+        present = [g for g in gs if g is not None]
+        if not present:
+            out[n] = None
+            continue
+        if n not in names or len(present) < 2:
+            total = present[0]
+            for g in present[1:]:
+                total = total + g
+            out[n] = total
+            continue
+        if present[0].is_sparse:
+            co = [None if g is None else g.coalesce() for g in gs]
+            uniq, counts = torch.unique(
+                torch.cat([c.indices()[0] for c in co if c is not None]), return_counts=True
+            )
+            rows = uniq[counts >= 2]
+            vshape = tuple(present[0].shape[1:])
+            plain: Tensor | None = None
+            for i, c in enumerate(co):
+                block = torch.zeros(
+                    (len(rows), *vshape), dtype=present[0].dtype, device=present[0].device
+                )
+                if c is not None:
+                    idx, val = c.indices()[0], c.values()
+                    if len(rows):
+                        pos = torch.searchsorted(rows, idx).clamp(max=len(rows) - 1)
+                        shared = rows[pos] == idx
+                        block[pos[shared]] = val[shared]
+                    else:
+                        shared = torch.zeros_like(idx, dtype=torch.bool)
+                    own = _sparse(idx[~shared], val[~shared], c.shape)
+                    plain = own if plain is None else plain + own
+                pieces[i].append(block.reshape(-1))
+            layout.append((n, "sparse", (rows, vshape, plain, present[0].shape)))
+        else:
+            for i, g in enumerate(gs):
+                pieces[i].append(
+                    g.reshape(-1) if g is not None else present[0].new_zeros(present[0].numel())
+                )
+            layout.append((n, "dense", present[0].shape))
+    if not layout:
+        return out
+    flat = pcgrad(torch.stack([torch.cat(p) for p in pieces]), generator)
+    at = 0
+    for n, kind, info in layout:
+        if kind == "dense":
+            size = int(torch.Size(info).numel())
+            out[n] = flat[at : at + size].reshape(info)
+        else:
+            rows, vshape, plain, shape = info
+            size = len(rows) * int(torch.Size(vshape).numel())
+            proj = _sparse(rows, flat[at : at + size].reshape(len(rows), *vshape), shape)
+            out[n] = (proj if plain is None else proj + plain).coalesce()
+        at += size
+    return out
+
+
+@FRAMEWORKS("pcgrad")
+class PCGrad(Framework):
+    """PCGrad (Yu et al. 2020), a domain as a task. Each step takes the next batch of every
+    domain that still has batches this epoch (domains in a new random order), computes each
+    domain's gradient separately, applies gradient surgery to the shared parameters (see
+    `surgery`) and takes one step of the run's optimizer with the summed result. An epoch
+    is one pass over every domain's rows (as many steps as the largest domain has
+    batches; the cost of a step grows with the square of the domains in it)."""
+
+    summary = "PCGrad gradient surgery between domains (Yu et al. 2020)"
+    priority = 5
+
+    @dataclass
+    class Config(FrameworkConfig):
+        # Parameters whose gradients get surgery (same rule syntax as specific_params):
+        # "all", "dense" (embedding tables just summed), "none" (plain summed gradients)
+        # or "re:REGEX".
+        surgery_params: str = "all"
+
+    def __init__(self, model, ctx, cfg=None):
+        super().__init__(model, ctx, cfg)
+        self.opt = self.make_optimizer(self.named_params())
+        self.surgery_names = set(specific_param_names(model, self.cfg.surgery_params))
+
+    def domain_grads(
+        self, batches: Mapping[int, dict[str, Tensor]], meter: LossMeter
+    ) -> list[dict[str, Tensor | None]]:
+        params = self.named_params()
+        out = []
+        for d, batch in batches.items():
+            self.opt.zero_grad()
+            loss = self.loss(batch)
+            loss.backward()
+            meter.add(loss.detach(), len(batch["label"]), d)
+            out.append({n: p.grad for n, p in params.items()})
+        self.opt.zero_grad()
+        return out
+
+    def pcgrad_step(self, batches: Mapping[int, dict[str, Tensor]], meter: LossMeter) -> None:
+        grads = self.domain_grads(batches, meter)
+        final = surgery(grads, self.surgery_names, self.ctx.generator)
+        for n, p in self.named_params().items():
+            p.grad = final.get(n)
+        self.opt.step()
+        self.opt.zero_grad()
+
+    def train_epoch(self, epoch: int, domains: Sequence[int]) -> EpochStats:
+        meter = LossMeter()
+        keep = set(domains)
+        iters: dict[int, Iterator[dict]] = {
+            d: self.batches(d) for d in self.domain_order(True) if d in keep
+        }
+        steps = 0
+        while iters:
+            batches = {}
+            for d in list(iters):
+                b = next(iters[d], None)
+                if b is None:
+                    del iters[d]
+                else:
+                    batches[d] = b
+            if batches:
+                self.pcgrad_step(batches, meter)
+                steps += 1
+                self.ctx.progress(f"epoch {epoch} step {steps}, {len(batches)} domains")
+        return meter.stats()

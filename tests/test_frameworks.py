@@ -1,0 +1,585 @@
+"""Issue 4's learning frameworks: values computed by hand on tiny linear models, the paper's
+claims about DN (beta = 1 is alternate training), DR's order and gamma step, MAML's inner
+and outer steps, PCGrad's projection, uncertainty weights, the copy-on-write snapshot of
+embedding tables, and every model x framework training one epoch.
+
+FRAMEWORKS_TESTED lists the frameworks this file covers (for tests/test_registry_coverage.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from train_fixtures import tiny_overrides, write_dataset
+
+from mdrbench.config import TrainConfig
+from mdrbench.data import DatasetInfo, MDRData, Split, load_dataset
+from mdrbench.errors import UserError
+from mdrbench.frameworks import FRAMEWORKS, Context, LossMeter, Stage, sparse_param_names
+from mdrbench.frameworks.meta import Snapshot
+from mdrbench.frameworks.mtl import pcgrad, surgery
+from mdrbench.models import MODELS
+from mdrbench.trainer import resolve_config, train
+
+FRAMEWORKS_TESTED = ("weighted_loss", "pcgrad", "maml", "reptile", "mldg", "dn", "dr", "mamdr")
+
+
+# ----------------------------------------------------------------------------- hand fixtures
+
+
+class LinearCTR(nn.Module):
+    """nn.Linear wrapped to take a batch dict: logit = w . (user_id, item_id) / 10 + b."""
+
+    def __init__(self, w=(0.5, -0.3), b=0.1):
+        super().__init__()
+        self.lin = nn.Linear(2, 1)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.tensor([w]))
+            self.lin.bias.fill_(b)
+
+    def forward(self, batch):
+        x = torch.stack([batch["user_id"], batch["item_id"]], 1).float() / 10
+        return self.lin(x).squeeze(-1)
+
+
+# (user, item, label) rows per domain; ids double as features for LinearCTR
+DOMAINS = [
+    [(1, 2, 1), (3, 1, 0), (2, 5, 1), (4, 4, 0)],
+    [(5, 1, 0), (1, 6, 1), (2, 2, 1)],
+    [(6, 3, 1), (2, 7, 0), (7, 1, 0), (3, 3, 1), (1, 1, 0)],
+    [(4, 2, 1), (6, 6, 0)],
+]
+
+
+def hand_data(domains=DOMAINS) -> MDRData:
+    rows = [(u, i, d, y) for d, dom in enumerate(domains) for (u, i, y) in dom]
+    t = torch.tensor(rows, dtype=torch.int64)
+    offsets = np.cumsum([0] + [len(d) for d in domains]).tolist()
+    split = Split(t[:, 0], t[:, 1], t[:, 2], t[:, 3].float(), offsets)
+    info = DatasetInfo(
+        "hand", "amazon", 10, 10, len(domains), tuple(f"D{d}" for d in range(len(domains)))
+    )
+    return MDRData(info=info, splits={"train": split, "val": split, "test": split})
+
+
+def make(name, data, model=None, seed=0, lr=1e-3, **cfg):
+    model = model or LinearCTR()
+    cls = FRAMEWORKS.get(name)
+    ctx = Context(
+        data=data,
+        train=TrainConfig(batch_size=1000, lr=lr, seed=seed),
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(seed),
+    )
+    fw = cls(model, ctx, cls.Config(**cfg))
+    fw.begin_stage(fw.stages()[0])
+    return fw
+
+
+def theta(model) -> np.ndarray:
+    return np.concatenate(
+        [
+            model.lin.weight.detach().double().numpy().ravel(),
+            model.lin.bias.detach().double().numpy(),
+        ]
+    )
+
+
+def grad(th: np.ndarray, domain) -> np.ndarray:
+    """Gradient of the mean BCE of LinearCTR with parameters th = (w1, w2, b) on `domain`."""
+    x = np.array([[u / 10, i / 10] for u, i, _ in domain])
+    y = np.array([lab for _, _, lab in domain], dtype=np.float64)
+    r = 1 / (1 + np.exp(-(x @ th[:2] + th[2]))) - y
+    return np.concatenate([x.T @ r / len(y), [r.mean()]])
+
+
+def sgd_pass(th, domain, lr):
+    return th - lr * grad(th, domain)  # one batch: the whole domain
+
+
+def close(a, b, tol=1e-6):
+    np.testing.assert_allclose(a, b, rtol=0, atol=tol)
+
+
+# ----------------------------------------------------------------------------- DN
+
+
+def test_dn_outer_update_by_hand():
+    """theta~ = sequential SGD over the epoch's domain order; theta + beta (theta~ - theta)."""
+    data = hand_data()
+    fw = make("dn", data, alpha=0.3, beta=0.5, inner_optimizer="sgd", outer_optimizer="sgd")
+    th = theta(fw.model)
+    fw.train_epoch(1, range(4))
+    assert sorted(fw.order) == [0, 1, 2, 3]
+    tilde = th
+    for d in fw.order:
+        tilde = sgd_pass(tilde, DOMAINS[d], 0.3)
+    close(theta(fw.model), th + 0.5 * (tilde - th))
+
+
+def test_dn_outer_optimizer_gets_theta_minus_theta_tilde():
+    """With Adam outside, the first step moves each coordinate by beta against
+    sign(theta - theta~): .grad held theta - theta~."""
+    data = hand_data()
+    fw = make("dn", data, alpha=0.3, beta=0.01, inner_optimizer="sgd", outer_optimizer="adam")
+    th = theta(fw.model)
+    fw.train_epoch(1, range(4))
+    tilde = th
+    for d in fw.order:
+        tilde = sgd_pass(tilde, DOMAINS[d], 0.3)
+    close(theta(fw.model), th - 0.01 * np.sign(th - tilde), tol=1e-5)
+
+
+def test_dn_shuffles_the_domain_order_every_epoch():
+    fw = make("dn", hand_data())
+    orders = []
+    for e in range(6):
+        fw.train_epoch(e + 1, range(4))
+        assert sorted(fw.order) == [0, 1, 2, 3]
+        orders.append(tuple(fw.order))
+    assert len(set(orders)) > 1
+
+
+@pytest.fixture(scope="module")
+def amazon(tmp_path_factory):
+    return load_dataset(write_dataset(tmp_path_factory.mktemp("amazon"), "amazon"))
+
+
+@pytest.fixture(scope="module")
+def taobao(tmp_path_factory):
+    return load_dataset(write_dataset(tmp_path_factory.mktemp("taobao"), "taobao"))
+
+
+@pytest.mark.parametrize("model", ["mlp", "star"])
+def test_dn_with_beta_one_is_alternate_training(amazon, model):
+    """Same seed, same data order (alternate with shuffle_domains=true draws the epoch's
+    domain order, then each domain's batches, from the seeded generator exactly as DN
+    does; its default order is fixed, so that is the honest comparison): the same AUCs,
+    epoch by epoch, domain by domain. Parameters (and so log losses) agree to float
+    rounding only: theta - 1 * (theta - theta~) is theta~ up to its last bit."""
+    common = tiny_overrides(model, epochs=4, patience=10)
+    alt = train(amazon, model, "alternate", overrides={**common, "shuffle_domains": True})
+    dn = train(amazon, model, "dn", overrides={**common, "beta": 1.0})
+    assert [h["val_auc"] for h in alt.history] == [h["val_auc"] for h in dn.history]
+    assert [h["samples"] for h in alt.history] == [h["samples"] for h in dn.history]
+    a, b = alt.framework.model.state_dict(), dn.framework.model.state_dict()
+    assert list(a) == list(b)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+    for split in ("val", "test"):
+        ma, md = alt.record["metrics"][split], dn.record["metrics"][split]
+        assert ma["auc_mean"] == md["auc_mean"]  # AUC: exactly (same ranking of the rows)
+        for name, m in ma["domains"].items():
+            assert m["auc"] == md["domains"][name]["auc"]
+            assert m["logloss"] == pytest.approx(md["domains"][name]["logloss"], abs=1e-6)
+    # ...and beta < 1 is not alternate training
+    other = train(amazon, model, "dn", overrides={**common, "beta": 0.5})
+    assert [h["val_auc"] for h in other.history] != [h["val_auc"] for h in alt.history]
+
+
+# ----------------------------------------------------------------------------- snapshots
+
+
+def test_snapshot_copies_touched_rows_only_and_restores_exactly():
+    torch.manual_seed(0)
+    emb = nn.Embedding(1000, 4, sparse=True)
+    head = nn.Linear(4, 1)
+    params = {"emb.weight": emb.weight, "head.weight": head.weight, "head.bias": head.bias}
+    before = {n: p.detach().clone() for n, p in params.items()}
+    opt = torch.optim.SGD(params.values(), lr=0.5)
+    snap = Snapshot(params, {"emb.weight"})
+    assert set(snap.dense) == {"head.weight", "head.bias"}  # no copy of the table
+    touched = torch.tensor([3, 7, 7, 500, 3, 42])
+    for ids in (touched[:3], touched[3:]):
+        opt.zero_grad()
+        head(emb(ids)).sum().backward()
+        snap.record()
+        opt.step()
+    saved = sum(len(i) for i in snap.rows["emb.weight"].idx)
+    assert saved == 4  # rows 3, 7, 500, 42, each once
+    delta = snap.delta()
+    assert delta["emb.weight"].is_sparse and delta["emb.weight"]._nnz() == 4
+    full = before["emb.weight"] - emb.weight.detach()
+    torch.testing.assert_close(delta["emb.weight"].to_dense(), full, rtol=0, atol=0)
+    torch.testing.assert_close(delta["head.weight"], before["head.weight"] - head.weight.detach())
+    snap.restore()
+    for n, p in params.items():
+        assert torch.equal(p.detach(), before[n])
+    assert not snap.rows["emb.weight"].seen.any()  # the reusable mask is clean again
+
+
+def test_dn_on_sparse_tables_moves_touched_rows_only(amazon):
+    """A DN epoch on an MLP with sparse tables: rows no training batch touches keep their
+    values; the outer step moves the others."""
+    res = train(amazon, "mlp", "dn", overrides=tiny_overrides("mlp", epochs=1, dropout=0.0))
+    fw = res.framework
+    assert "inputs.user.weight" in sparse_param_names(fw.model)
+    torch.manual_seed(0)
+    init = MODELS.get("mlp")(
+        amazon.info, resolve_config("mlp", "dn", tiny_overrides("mlp", dropout=0.0)).model
+    )
+    seen = torch.zeros(amazon.info.n_users, dtype=torch.bool)
+    seen[amazon.train.user_id] = True
+    w, w0 = fw.model.inputs.user.weight.detach(), init.inputs.user.weight.detach()
+    if (~seen).any():
+        assert torch.equal(w[~seen], w0[~seen])
+    assert not torch.equal(w[seen], w0[seen])
+
+
+# ----------------------------------------------------------------------------- DR / MAMDR
+
+
+def test_dr_order_and_gamma_step_by_hand():
+    """Algorithm 2 for target 0 over sampled [2, 0]: per sampled j, theta~ = theta_S +
+    theta_0, SGD on j then on 0, theta_0 += gamma (theta~ - (theta_S + theta_0))."""
+    data = hand_data()
+    fw = make("mamdr", data, alpha=0.4, gamma=0.5, inner_optimizer="sgd", outer_optimizer="sgd")
+    shared = theta(fw.model)
+    fw.regularize(0, [2, 0], LossMeter())
+    off = np.zeros(3)
+    for j in (2, 0):
+        start = shared + off
+        w = sgd_pass(sgd_pass(start, DOMAINS[j], 0.4), DOMAINS[0], 0.4)
+        off = off + 0.5 * (w - start)
+    got = fw.offsets[0]
+    close(
+        np.concatenate(
+            [got["lin.weight"].detach().numpy().ravel(), got["lin.bias"].detach().numpy()]
+        ),
+        off,
+    )
+    close(theta(fw.model), shared)  # theta_S untouched by DR
+    assert all(not t.any() for d in (1, 2, 3) for t in fw.offsets[d].values())
+    # the domain is evaluated with theta_S + theta_0, the model keeps theta_S
+    p = fw.params_for_domain(0)
+    close(
+        np.concatenate([p["lin.weight"].detach().numpy().ravel(), p["lin.bias"].detach().numpy()]),
+        shared + off,
+    )
+    probs = fw.predict(data.test)
+    x = np.array([[u / 10, i / 10] for u, i, _ in DOMAINS[0]])
+    th0 = shared + off
+    close(probs[: len(DOMAINS[0])], 1 / (1 + np.exp(-(x @ th0[:2] + th0[2]))), tol=1e-6)
+    close(theta(fw.model), shared)
+
+
+def _record_passes(fw):
+    calls = []
+    original = fw.train_pass
+
+    def spy(d, opt, meter, params=None, snap=None, rows=None):
+        calls.append((d, "specific" if params is not None else "shared"))
+        return original(d, opt, meter, params, snap, rows)
+
+    fw.train_pass = spy
+    return calls
+
+
+@pytest.mark.parametrize("name", ["mamdr", "dr"])
+def test_mamdr_epoch_order_dn_then_dr_with_target_appended(name):
+    data = hand_data()
+    fw = make(name, data, k=2)
+    calls = _record_passes(fw)
+    fw.train_epoch(1, range(4))
+    order = fw.order
+    assert calls[:4] == [(d, "shared") for d in order]  # DN (or alternate): every domain once
+    dr = calls[4:]
+    assert all(kind == "specific" for _, kind in dr)
+    at = 0
+    for i in order:  # per target i: k others then i itself, each pass "other, then target"
+        sampled = [dr[at + 2 * s][0] for s in range(3)]
+        assert [dr[at + 2 * s + 1][0] for s in range(3)] == [i, i, i]
+        assert len(set(sampled[:2])) == 2 and i not in sampled[:2] and sampled[2] == i
+        at += 6
+    assert at == len(dr)
+
+
+def test_dr_k_is_capped_and_target_optional():
+    fw = make("mamdr", hand_data(), k=10, add_target=False)
+    s = fw.sample_domains(1, [0, 1, 2, 3])
+    assert sorted(s) == [0, 2, 3]
+    fw = make("mamdr", hand_data(), k=0)
+    assert fw.sample_domains(3, [0, 1, 2, 3]) == [3]
+
+
+def test_mamdr_memory_is_domains_times_specific_params(amazon):
+    res = train(amazon, "mlp", "mamdr", overrides=tiny_overrides("mlp", epochs=1, k=1))
+    fw = res.framework
+    emb = {"inputs.user.weight", "inputs.item.weight", "inputs.domain.weight"}
+    specific = [n for n, _ in fw.model.named_parameters() if n not in emb]
+    assert all(set(o) == set(specific) for o in fw.offsets)  # no table is copied per domain
+    own = sum(p.numel() for p in fw.model.parameters())
+    spec = sum(dict(fw.model.named_parameters())[n].numel() for n in specific)
+    assert res.record["n_parameters"] == own + amazon.info.n_domains * spec
+    # the best state holds the offsets; loading it back restores them
+    state = fw.state_dict()
+    for o in fw.offsets:
+        for t in o.values():
+            t.data.zero_()
+    fw.load_state_dict(state)
+    assert any(t.any() for t in fw.offsets[0].values())
+
+
+def test_bad_hyperparameters_are_user_errors():
+    with pytest.raises(UserError, match="alpha must be > 0"):
+        make("dn", hand_data(), alpha=0.0)
+    with pytest.raises(UserError, match="unknown optimizer"):
+        make("mamdr", hand_data(), outer_optimizer="rmsprop")
+    with pytest.raises(UserError, match="k must be >= 0"):
+        make("mamdr", hand_data(), k=-1)
+    with pytest.raises(UserError, match="support_fraction"):
+        make("maml", hand_data(), support_fraction=1.0)
+
+
+# ----------------------------------------------------------------------------- MAML, Reptile, MLDG
+
+
+def test_maml_inner_and_outer_steps_by_hand():
+    """Per domain: theta' = theta - alpha grad L_support(theta);
+    theta <- theta - beta grad L_query(theta') (first-order; SGD inside and outside)."""
+    data = hand_data()
+    fw = make("maml", data, alpha=0.5, beta=0.2, inner_optimizer="sgd", outer_optimizer="sgd")
+    th = theta(fw.model)
+    for d in range(4):  # a known split: support = the first row, query = the rest
+        start = data.train.offsets[d]
+        fw.support[d] = torch.tensor([start])
+        fw.query[d] = torch.arange(start + 1, data.train.offsets[d + 1])
+    fw.train_epoch(1, range(4))
+    for d in fw.order:
+        support, query = DOMAINS[d][:1], DOMAINS[d][1:]
+        prime = sgd_pass(th, support, 0.5)
+        th = th - 0.2 * grad(prime, query)
+    close(theta(fw.model), th)
+
+
+def test_maml_splits_each_domain_into_disjoint_support_and_query(amazon):
+    res = train(amazon, "mlp", "maml", overrides=tiny_overrides("mlp", epochs=1))
+    fw = res.framework
+    for d in range(amazon.info.n_domains):
+        s, q = set(fw.support[d].tolist()), set(fw.query[d].tolist())
+        rows = set(range(amazon.train.offsets[d], amazon.train.offsets[d + 1]))
+        assert s and q and not s & q and s | q == rows
+        assert len(s) == int(len(rows) * 0.2)
+
+
+def test_reptile_by_hand():
+    """theta~ = one SGD pass on the domain; theta += beta (theta~ - theta), per domain."""
+    fw = make("reptile", hand_data(), alpha=0.5, beta=0.3, inner_optimizer="sgd")
+    th = theta(fw.model)
+    fw.train_epoch(1, range(4))
+    for d in fw.order:
+        th = th + 0.3 * (sgd_pass(th, DOMAINS[d], 0.5) - th)
+    close(theta(fw.model), th)
+
+
+def test_mldg_step_by_hand():
+    """theta <- theta - lr (grad F(theta) + w grad G(theta - alpha grad F(theta)))."""
+    data = hand_data()
+    fw = make("mldg", data, alpha=0.5, beta=0.1, outer_optimizer="sgd", meta_weight=2.0)
+    th = theta(fw.model)
+    tr, te = data.train.take(slice(0, 4)), data.train.take(slice(4, 7))
+    fw.mldg_step(tr, te, LossMeter(), 0, 1)
+    prime = th - 0.5 * grad(th, DOMAINS[0])
+    close(theta(fw.model), th - 0.1 * (grad(th, DOMAINS[0]) + 2.0 * grad(prime, DOMAINS[1])))
+
+
+# ----------------------------------------------------------------------------- PCGrad
+
+
+def test_pcgrad_projects_two_known_conflicting_gradients():
+    g = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])  # <g1, g2> = -1: conflict
+    # g1' = g1 - (-1)/|g2|^2 g2 = (0.5, 0.5); g2' = g2 - (-1)/|g1|^2 g1 = (0, 1)
+    torch.testing.assert_close(pcgrad(g), torch.tensor([0.5, 1.5]))
+    agree = torch.tensor([[1.0, 0.0], [1.0, 1.0]])  # no conflict: plain sum
+    torch.testing.assert_close(pcgrad(agree), torch.tensor([2.0, 1.0]))
+
+
+def test_pcgrad_leaves_no_conflict_with_the_others():
+    torch.manual_seed(0)
+    g = torch.randn(2, 50)
+    g[1] = -g[0] + 0.1 * torch.randn(50)
+    pc = g.clone()
+    for i, j in ((0, 1), (1, 0)):
+        pc[i] = g[i] - (g[i] @ g[j]) / (g[j] @ g[j]) * g[j]
+        assert pc[i] @ g[j] == pytest.approx(0.0, abs=1e-5)
+    torch.testing.assert_close(pcgrad(g), pc.sum(0))
+
+
+def test_surgery_acts_on_shared_entries_only():
+    """Dense tensor reached by both domains: projected. A tensor only one domain reaches
+    (its tower) and table rows only one domain touches: summed as they are."""
+
+    def sp(rows, vals):
+        return torch.sparse_coo_tensor(
+            torch.tensor([rows]), torch.tensor(vals), (5, 1), check_invariants=True
+        )
+
+    g1 = {
+        "shared": torch.tensor([1.0, 0.0]),
+        "tower0": torch.tensor([3.0]),
+        "tower1": None,
+        "emb": sp([0, 2], [[1.0], [5.0]]),
+    }
+    g2 = {
+        "shared": torch.tensor([-1.0, 0.0]),
+        "tower0": None,
+        "tower1": torch.tensor([4.0]),
+        "emb": sp([2, 4], [[-2.0], [7.0]]),
+    }
+    out = surgery([g1, g2], {"shared", "tower0", "tower1", "emb"})
+    # shared vector per domain: (shared..., emb row 2) = (1, 0, 5) and (-1, 0, -2): dot -11
+    a, b = torch.tensor([1.0, 0.0, 5.0]), torch.tensor([-1.0, 0.0, -2.0])
+    want = (a - (a @ b) / (b @ b) * b) + (b - (b @ a) / (a @ a) * a)
+    torch.testing.assert_close(out["shared"], want[:2])
+    torch.testing.assert_close(out["tower0"], torch.tensor([3.0]))
+    torch.testing.assert_close(out["tower1"], torch.tensor([4.0]))
+    emb = out["emb"].to_dense().squeeze(1)
+    torch.testing.assert_close(emb, torch.tensor([1.0, 0.0, float(want[2]), 0.0, 7.0]))
+
+
+def test_pcgrad_step_equals_surgery_of_per_domain_gradients():
+    data = hand_data()
+    fw = make("pcgrad", data, lr=0.1)
+    th = theta(fw.model)
+    g = torch.tensor(np.stack([grad(th, DOMAINS[d]) for d in range(4)]), dtype=torch.float32)
+    fw.ctx.generator.manual_seed(5)
+    batches = {
+        d: data.train.take(slice(data.train.offsets[d], data.train.offsets[d + 1]))
+        for d in range(4)
+    }
+    grads = fw.domain_grads(batches, LossMeter())
+    flat = torch.stack([torch.cat([x["lin.weight"].ravel(), x["lin.bias"]]) for x in grads])
+    torch.testing.assert_close(flat, g, rtol=0, atol=1e-6)
+    fw.ctx.generator.manual_seed(5)
+    want = pcgrad(flat.double(), torch.Generator().manual_seed(5)).numpy()
+    fw.ctx.generator.manual_seed(5)
+    fw.pcgrad_step(batches, LossMeter())
+    # Adam's first step: lr * sign(grad)
+    close(theta(fw.model), th - 0.1 * np.sign(want), tol=1e-5)
+
+
+# ----------------------------------------------------------------------------- weighted loss
+
+
+def test_uncertainty_weights_receive_gradients_by_hand():
+    data = hand_data()
+    fw = make("weighted_loss", data)
+    with torch.no_grad():
+        fw.log_var.copy_(torch.tensor([0.2, -0.4, 0.0, 1.0]))
+    batch = data.train.take(torch.tensor([0, 1, 4, 5, 6]))  # domains 0 and 1
+    rows = nn.functional.binary_cross_entropy_with_logits(
+        fw.forward(batch), batch["label"], reduction="none"
+    )
+    fw.weighted(rows, batch["domain_id"]).backward()
+    s = fw.log_var.detach()
+    l0, l1 = rows[:2].mean().detach(), rows[2:].mean().detach()
+    want = torch.tensor([-math.exp(-0.2) * l0 + 0.5, -math.exp(0.4) * l1 + 0.5, 0.0, 0.0])
+    torch.testing.assert_close(fw.log_var.grad, want)
+    obj = (torch.exp(-s[0]) * l0 + s[0] / 2 + torch.exp(-s[1]) * l1 + s[1] / 2).item()
+    assert fw.weighted(rows.detach(), batch["domain_id"]).item() == pytest.approx(obj)
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_weighted_loss_learns_every_domain_weight(amazon, mixed):
+    res = train(
+        amazon, "mlp", "weighted_loss", overrides=tiny_overrides("mlp", epochs=2, mixed=mixed)
+    )
+    fw = res.framework
+    assert (fw.log_var.detach() != 0).all()
+    assert "log_var" not in dict(fw.model.named_parameters())
+    assert torch.equal(fw.state_dict()["log_var"], fw.log_var.detach())
+
+
+# ----------------------------------------------------------------------------- any model
+
+
+class UserModel(nn.Module):
+    """A model a user writes: nn.Linear over two sparse embedding tables."""
+
+    def __init__(self, n_users, n_items):
+        super().__init__()
+        self.u = nn.Embedding(n_users, 4, sparse=True)
+        self.i = nn.Embedding(n_items, 4, sparse=True)
+        self.out = nn.Linear(8, 1)
+
+    def forward(self, batch):
+        return self.out(torch.cat([self.u(batch["user_id"]), self.i(batch["item_id"])], 1)).squeeze(
+            -1
+        )
+
+
+@pytest.mark.parametrize("method", FRAMEWORKS_TESTED)
+def test_framework_leaves_user_model_class_and_keys_unchanged(amazon, method):
+    torch.manual_seed(0)
+    net = UserModel(amazon.info.n_users, amazon.info.n_items)
+    keys = list(net.state_dict())
+    attrs = set(vars(net))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    extra = {"k": 1} if method in ("dr", "mamdr") else {}
+    res = train(amazon, net, method, overrides={"batch_size": 64, "epochs": 1, **extra})
+    assert type(res.framework.model) is UserModel and res.framework.model is net
+    assert list(net.state_dict()) == keys and set(vars(net)) == attrs
+    assert not net._forward_hooks and not net._forward_pre_hooks
+    assert any(not torch.equal(v, before[k]) for k, v in net.state_dict().items())  # it trained
+    rec = res.record
+    assert rec["method"] == method and 0.0 <= rec["metrics"]["test"]["auc_mean"] <= 1.0
+
+
+# ----------------------------------------------------------------------------- every model
+
+
+@pytest.mark.parametrize("method", FRAMEWORKS_TESTED)
+@pytest.mark.parametrize("model", list(MODELS))
+def test_every_model_trains_one_epoch(amazon, model, method):
+    extra = {"k": 1} if method in ("dr", "mamdr") else {}
+    res = train(amazon, model, method, overrides=tiny_overrides(model, epochs=1, **extra))
+    rec = res.record
+    assert rec["best_epoch"] == 1 and rec["samples_per_second"] > 0
+    for split in ("val", "test"):
+        m = rec["metrics"][split]
+        assert list(m["domains"]) == list(amazon.info.domain_names)
+        assert m["auc_mean"] is not None and math.isfinite(m["logloss"])
+    assert {h["stage"] for h in res.history} == {s.name for s in res.framework.stages()}
+
+
+@pytest.mark.parametrize("method", ["mamdr", "pcgrad", "mldg"])
+def test_fixed_feature_data(taobao, method):
+    """Taobao-like data (fixed features in the batch, only the domain table embedded)."""
+    res = train(
+        taobao,
+        "mlp",
+        method,
+        overrides=tiny_overrides("mlp", epochs=1, k=1)
+        if method == "mamdr"
+        else tiny_overrides("mlp", epochs=1),
+    )
+    assert res.record["metrics"]["test"]["auc_mean"] is not None
+
+
+def test_dense_embedding_switch(amazon):
+    """sparse_embeddings=false: tables get dense gradients; snapshots copy them per pass."""
+    for method in ("dn", "mldg", "pcgrad"):
+        res = train(
+            amazon,
+            "mlp",
+            method,
+            overrides=tiny_overrides("mlp", epochs=1, sparse_embeddings=False),
+        )
+        assert sparse_param_names(res.framework.model) == set()
+
+
+def test_mamdr_is_the_recommended_framework():
+    from mdrbench.frameworks import best_framework
+
+    assert best_framework() == "mamdr"
+    assert all(FRAMEWORKS.get(n).summary for n in FRAMEWORKS_TESTED)
+
+
+def test_stage_select_mean():
+    for n in FRAMEWORKS_TESTED:
+        fw = make(n, hand_data())
+        assert fw.stages() == [Stage("train")]
