@@ -183,8 +183,15 @@ def table_cmd(results_dir, datasets, fmt, split, per_domain):
     show_default=True,
     help="Synthetic data size: a preset (tiny, small, medium) or a number of positives.",
 )
+@click.option(
+    "--threads",
+    type=int,
+    default=1,
+    show_default=True,
+    help="torch threads (0 = torch's default). One is robust on a busy 2-core machine.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
-def quickstart_cmd(out, epochs, seed, size, quiet):
+def quickstart_cmd(out, epochs, seed, size, threads, quiet):
     """Offline demo: synthesize Taobao-format raw files, build a small taobao-10, train MLP
     with `alternate` and with the best framework available, print the per-domain comparison.
 

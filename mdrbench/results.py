@@ -200,6 +200,13 @@ class Table:
     bold: set[tuple[int, int]] = field(default_factory=set)
 
 
+def _ms(r: Mapping, value: tuple[float, float] | None):
+    """A (mean, std) cell; std None when the row has a single seed (nothing to spread)."""
+    if value is None:
+        return None
+    return (value[0], None) if len(r["seeds"]) == 1 else value
+
+
 def _entry(r: Mapping) -> str:
     return f"{r['model']}+{r['method']}"
 
@@ -231,7 +238,7 @@ def table_v(rows: list[dict], datasets: Sequence[str] | None = None) -> Table:
         line: list[Any] = [model, method]
         for ds in datasets:
             r = cell.get((model, method, ds))
-            line += [r["auc_mean"], r["rank"]] if r else [None, None]
+            line += [_ms(r, r["auc_mean"]), r["rank"]] if r else [None, None]
         body.append(line)
     t = Table("Average AUC over domains (mean ± std over seeds) and RANK", columns, body)
     for i in range(len(datasets)):
@@ -248,7 +255,12 @@ def table_vii(rows: list[dict], dataset: str) -> Table:
         raise UserError(f"no results for dataset '{dataset}'")
     domains = list(dict.fromkeys(d for r in rows for d in r["domains"]))
     body = [
-        [r["model"], r["method"], *[r["domains"].get(d) for d in domains], r["auc_mean"]]
+        [
+            r["model"],
+            r["method"],
+            *[_ms(r, r["domains"].get(d)) for d in domains],
+            _ms(r, r["auc_mean"]),
+        ]
         for r in rows
     ]
     t = Table(
@@ -270,10 +282,13 @@ def domain_table(rows: list[dict], dataset: str | None = None) -> Table:
         raise UserError("no results to show")
     domains = list(dict.fromkeys(d for r in rows for d in r["domains"]))
     columns = ["Domain", "n", *[f"{_entry(r)} AUC" for r in rows]]
-    body = [[d, rows[0]["domain_n"].get(d), *[r["domains"].get(d) for r in rows]] for d in domains]
-    body.append(["Average AUC", None, *[r["auc_mean"] for r in rows]])
-    body.append(["Weighted AUC", None, *[r["auc_weighted"] for r in rows]])
-    body.append(["Logloss", None, *[r["logloss"] for r in rows]])
+    body = [
+        [d, rows[0]["domain_n"].get(d), *[_ms(r, r["domains"].get(d)) for r in rows]]
+        for d in domains
+    ]
+    body.append(["Average AUC", None, *[_ms(r, r["auc_mean"]) for r in rows]])
+    body.append(["Weighted AUC", None, *[_ms(r, r["auc_weighted"]) for r in rows]])
+    body.append(["Logloss", None, *[_ms(r, r["logloss"]) for r in rows]])
     seeds = ", ".join(f"{_entry(r)}: {len(r['seeds'])}" for r in rows)
     t = Table(
         f"Test AUC per domain on {rows[0]['dataset']} (mean ± std over seeds; {seeds})",
@@ -299,6 +314,8 @@ def _fmt(c: Any, fmt: str) -> str:
         m, s = c
         if m is None or math.isnan(m):
             return "-"
+        if s is None:  # a single seed: no spread to show
+            return f"{m:.4f}"
         pm = " $\\pm$ " if fmt == "latex" else " ± "
         return f"{m:.4f}{pm}{s:.4f}"
     if isinstance(c, float):
@@ -336,7 +353,9 @@ def render(table: Table, fmt: str = "md") -> str:
             line = []
             for c, pair in zip(row, pairs):
                 if pair:
-                    line += list(c) if isinstance(c, tuple) else ["", ""]
+                    line += (
+                        ["" if v is None else v for v in c] if isinstance(c, tuple) else ["", ""]
+                    )
                 else:
                     line.append("" if c is None else c)
             w.writerow(line)
