@@ -175,7 +175,7 @@ def table_cmd(results_dir, datasets, fmt, split, per_domain):
     default=None,
     help="Working folder (default: a new temporary folder).",
 )
-@click.option("--epochs", type=int, default=8, show_default=True, help="Most epochs per stage.")
+@click.option("--epochs", type=int, default=5, show_default=True, help="Most epochs per stage.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--size",
@@ -225,7 +225,7 @@ def quickstart_cmd(out, epochs, seed, size, threads, quiet):
             "mlp",
             method,
             [seed],
-            {"epochs": epochs},
+            {"epochs": epochs, "threads": threads},
             out / "results",
             quiet,
             data=data,
