@@ -117,6 +117,32 @@ class MDRData:
     manifest: dict = field(default_factory=dict)
 
     @property
+    def device(self) -> torch.device:
+        return self.train.label.device
+
+    def to(self, device: str | torch.device) -> MDRData:
+        """The same data on `device` (a new object; feature tables moved once)."""
+        device = torch.device(device)
+        if self.device == device:
+            return self
+        some = next(iter(self.splits.values()))
+        uf = some.user_features.to(device) if some.user_features is not None else None
+        itf = some.item_features.to(device) if some.item_features is not None else None
+        splits = {
+            name: Split(
+                s.user_id.to(device),
+                s.item_id.to(device),
+                s.domain_id.to(device),
+                s.label.to(device),
+                list(s.offsets),
+                uf,
+                itf,
+            )
+            for name, s in self.splits.items()
+        }
+        return MDRData(info=self.info, splits=splits, manifest=self.manifest)
+
+    @property
     def train(self) -> Split:
         return self.splits["train"]
 

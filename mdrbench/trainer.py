@@ -148,7 +148,7 @@ def train(
         torch.set_num_threads(tc.threads)
     device = resolve_device(tc.device)
     log = log or (lambda msg: None)
-    data = dataset if isinstance(dataset, MDRData) else load_dataset(dataset, device)
+    data = dataset.to(device) if isinstance(dataset, MDRData) else load_dataset(dataset, device)
     info = data.info
 
     # 1. Model and framework, from the seed (same seed + same data = same numbers on CPU).

@@ -338,3 +338,10 @@ def test_valid_names_listed():
     with pytest.raises(UserError) as err:
         apply_overrides(RunConfig(train=TrainConfig()), {"zzz": 1})
     assert "Valid names:" in str(err.value) and "batch_size" in str(err.value)
+
+
+def test_data_to_same_device_is_itself_and_moves_otherwise(amazon):
+    assert amazon.to("cpu") is amazon
+    moved = amazon.to(torch.device("meta"))
+    assert moved.train.user_id.device.type == "meta" and amazon.device.type == "cpu"
+    assert moved.train.offsets == amazon.train.offsets

@@ -30,8 +30,10 @@ class Joint(Framework):
 
     def train_epoch(self, epoch: int, domains: Sequence[int]) -> EpochStats:
         meter = LossMeter()
+        n = len(self.data.train)
         for batch in self.batches():
             meter.add(self.step(self.opt, batch), len(batch["label"]))
+            self.ctx.progress(f"epoch {epoch}: {sum(meter.rows.values()):,}/{n:,} rows")
         return meter.stats()
 
 
