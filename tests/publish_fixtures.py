@@ -600,3 +600,16 @@ class Chromium:
             os.waitpid(self.pid, 0)
         os.close(self._w)
         os.close(self._r)
+
+
+def run_cli(capsys, *args):
+    """Run `mdrbench ARGS` in-process: (exit code, stdout, stderr)."""
+    from mdrbench.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

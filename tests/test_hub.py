@@ -15,22 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from publish_fixtures import FakeHub, make_dataset
+from publish_fixtures import FakeHub, make_dataset, run_cli
 
 from mdrbench.builders.manifest import file_sha256, verify
-from mdrbench.cli import main
 
 REPO = "mdr-lab/mdr-benchmarks"
-
-
-def run_cli(capsys, *args):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from publish_fixtures import CHROMIUM, Chromium, make_dataset, make_results_dir
+from publish_fixtures import CHROMIUM, Chromium, make_dataset, make_results_dir, run_cli
 
 import mdrbench.validate as V
 from mdrbench.baselines import paper
-from mdrbench.cli import main
 from mdrbench.leaderboard.aggregate import Stat, aggregate
 from mdrbench.leaderboard.site import build_site
 
@@ -54,16 +53,6 @@ def site(tmp_path_factory, report):
     build_site(report.results, out, show_unranked=True, n_files=report.n_files,
                n_predictions_checked=report.n_predictions_checked)  # fmt: skip
     return out
-
-
-def run_cli(capsys, *args):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 # ---------------------------------------------------------------- aggregation and RANK

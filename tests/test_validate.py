@@ -8,22 +8,11 @@ import shutil
 import numpy as np
 import polars as pl
 import pytest
-from publish_fixtures import edit_result, make_dataset, make_result, make_results_dir
+from publish_fixtures import edit_result, make_dataset, make_result, make_results_dir, run_cli
 
 import mdrbench.evaluate
 import mdrbench.validate as V
-from mdrbench.cli import main
 from mdrbench.errors import UserError
-
-
-def run_cli(capsys, *args):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
