@@ -188,7 +188,7 @@ def part_cost(args, work: Path) -> str:
         "|---|---|---|---|---|",
     ]
     for (name, stage), ts in times.items():
-        label = name if stage == "train" else f"{name} ({stage} stage)"
+        label = name if stage in ("train", name) else f"{name} ({stage} stage)"
         lines.append(
             f"| {label} | {PAPER_COMPLEXITY.get(name, '-')} | {rows[(name, stage)] / n_train:.1f} | "
             f"{min(ts):.2f} | {min(ts) / base:.2f} |"

@@ -333,6 +333,8 @@ def test_bad_hyperparameters_are_user_errors():
         make("mamdr", hand_data(), k=-1)
     with pytest.raises(UserError, match="support_fraction"):
         make("maml", hand_data(), support_fraction=1.0)
+    with pytest.raises(UserError, match="'beta' is a hyperparameter of framework"):
+        resolve_config("mlp", "dr", {"beta": 0.5})  # dr has no outer step on theta_S
 
 
 # ----------------------------------------------------------------------------- MAML, Reptile, MLDG

@@ -286,11 +286,14 @@ class DN(MetaFramework):
 
     def __init__(self, model, ctx, cfg=None):
         super().__init__(model, ctx, cfg)
-        _check_positive(self.cfg, "alpha", "beta")
+        _check_positive(self.cfg, "alpha")
         _check_optimizer(self.cfg, "inner_optimizer", "outer_optimizer")
         params = self.named_params()
         self.inner = self.make_optimizer(params, self.cfg.inner_optimizer, self.cfg.alpha)
-        self.outer = self.make_optimizer(params, self.cfg.outer_optimizer, self.cfg.beta)
+        self.outer: Optimizer | None = None
+        if hasattr(self.cfg, "beta"):  # not `dr`, whose shared parameters skip the outer step
+            _check_positive(self.cfg, "beta")
+            self.outer = self.make_optimizer(params, self.cfg.outer_optimizer, self.cfg.beta)
 
     def negotiate(self, epoch: int, order: Sequence[int], meter: LossMeter) -> None:
         """Algorithm 1, one epoch, on the model's own parameters."""
@@ -450,6 +453,15 @@ class DR(MAMDR):
 
     summary = "alternate training of shared parameters + Domain Regularization"
     priority = 20
+
+    @dataclass
+    class Config(FrameworkConfig):  # MAMDR's without beta: no outer step on theta_S
+        alpha: float = 1e-3  # inner learning rate (shared passes and DR)
+        gamma: float = 0.1  # DR's outer learning rate
+        k: int = 5  # DR sample number
+        add_target: bool = True  # append the target domain to the k sampled
+        inner_optimizer: str = "adam"
+        outer_optimizer: str = "sgd"  # DR's outer step (gamma)
 
     def shared_update(self, epoch: int, order: Sequence[int], meter: LossMeter) -> None:
         for i, d in enumerate(order):
