@@ -130,11 +130,57 @@ def build_dataset(
     read = _amazon_positives if spec.kind == "amazon" else _taobao_positives
     pos, raw_infos, taobao_extra = read(spec, selected, raw_dir, on_bad_lines, offline, progress)
     pos, user_keys, item_keys = encode_ids(pos, "user", "item")
+    features, domain_fields = None, None
+    if taobao_extra is not None:
+        users, items, theme_ids = taobao_extra
+        features = {
+            kind: pl.DataFrame({f"{kind}_id": pl.int_range(len(keys), eager=True), "key": keys})
+            .join(table.rename({f"{kind}_id": "key"}), on="key", how="left")
+            .sort(f"{kind}_id")
+            .select(
+                pl.col(f"{kind}_id").cast(pl.Int64),
+                pl.col("features").list.to_array(rawio.EMB_DIM),
+            )
+            for kind, table, keys in (("user", users, user_keys), ("item", items, item_keys))
+        }
+        domain_fields = [{"theme_id": t} for t in theme_ids]
+    return write_dataset(
+        spec, selected, ratios, pos, out=out, seed=seed, on_bad_lines=on_bad_lines,
+        raw_infos=raw_infos, features=features, domain_fields=domain_fields, force=True,
+        progress=progress,
+    )  # fmt: skip
+
+
+def write_dataset(
+    spec: DatasetSpec,
+    selected: list,
+    ratios: list[float],
+    pos: pl.DataFrame,
+    *,
+    out: Path,
+    seed: int = 0,
+    on_bad_lines: str = "error",
+    raw_infos: dict | None = None,
+    features: dict[str, pl.DataFrame] | None = None,
+    domain_fields: list[dict] | None = None,
+    force: bool = False,
+    progress: bool = False,
+) -> Path:
+    """Positives with dense ids (`user_id`, `item_id`, `domain_id` = index into `selected`)
+    -> negatives, split, Parquet, manifest and card in `out/spec.name`, written atomically.
+    `features`: {"user"|"item": frame of `<kind>_id`, `features`} for datasets with fixed
+    features; `domain_fields`: extra manifest keys per domain (Taobao's theme ids)."""
+    target = Path(out) / spec.name
+    if target.exists() and not force:
+        raise UserError(f"{target} already exists: pass --force to replace it.")
     _log(
-        progress, f"  {pos.height:,} positives, {len(user_keys):,} users, {len(item_keys):,} items"
+        progress,
+        f"  {pos.height:,} positives, {pos['user_id'].n_unique():,} users, "
+        f"{pos['item_id'].n_unique():,} items",
     )
     samples = make_samples(pos.select("user_id", "item_id", "domain_id"), ratios, seed)
 
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale(out, spec.name)
     tmp = out / f".{spec.name}.tmp-{os.getpid()}"
@@ -145,24 +191,14 @@ def build_dataset(
             part = samples.filter(pl.col("split") == s).select(list(SAMPLE_SCHEMA))
             _write_parquet(part.cast(SAMPLE_SCHEMA), tmp / f"{split}.parquet")
             files[f"{split}.parquet"] = part.height
-        if taobao_extra is not None:
-            users, items, theme_ids = taobao_extra
-            for kind, table, keys in (("user", users, user_keys), ("item", items, item_keys)):
-                feats = (
-                    pl.DataFrame({f"{kind}_id": pl.int_range(len(keys), eager=True), "key": keys})
-                    .join(table.rename({f"{kind}_id": "key"}), on="key", how="left")
-                    .sort(f"{kind}_id")
-                    .select(
-                        pl.col(f"{kind}_id").cast(pl.Int64),
-                        pl.col("features").list.to_array(rawio.EMB_DIM),
-                    )
-                )
-                _write_parquet(feats, tmp / f"{kind}_features.parquet")
-                files[f"{kind}_features.parquet"] = feats.height
-        manifest = _manifest(spec, selected, ratios, seed, on_bad_lines, pos, samples, raw_infos)
-        if taobao_extra is not None:
-            for d, theme_id in zip(manifest["domains"], taobao_extra[2]):
-                d["theme_id"] = theme_id
+        for kind, feats in (features or {}).items():
+            _write_parquet(feats, tmp / f"{kind}_features.parquet")
+            files[f"{kind}_features.parquet"] = feats.height
+        manifest = _manifest(
+            spec, selected, ratios, seed, on_bad_lines, pos, samples, raw_infos or {}
+        )
+        for d, extra in zip(manifest["domains"], domain_fields or []):
+            d.update(extra)
         (tmp / "README.md").write_text(dataset_card(spec, manifest), "utf-8")
         files["README.md"] = None
         manifest["files"] = {
