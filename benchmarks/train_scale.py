@@ -1,0 +1,415 @@
+"""Amazon-scale training on CPU: mdrbench's MLP with `alternate` and `mamdr` against
+DeepCTR-Torch 0.3.0, on one synthetic dataset with Amazon-6's id space (run by hand, not a
+test; figures in docs/benchmarks.md).
+
+Data: a dataset built by the builder's own code (negatives per CTR ratio, 60/20/20 split,
+Parquet, manifest), from positives generated here with Amazon-6's id space: 445,789 users
+and 172,653 items over Amazon-6's 6 categories, with domain sizes in Table II's proportions
+and its CTR ratios; every user and item appears. Items belong to one category and are drawn
+with a Zipf-like popularity, users have a home category and a Zipf-like activity. It is
+sized for throughput only (about 2.1M training rows by default) and has no planted
+preference structure: its AUCs mean nothing. It is cached under `--work`.
+
+Systems, each in its own fresh process (so its peak memory, VmHWM, is its own):
+
+- `deepctr`: DeepCTR-Torch WDL with no linear features and no L2 (= the MLP), dense Adam
+  over the whole tables, `fit()` on a seeded random subset of `--deepctr-batches` batches
+  (at ~1,700 samples/s a full epoch would take an hour); samples/s of that fit;
+- `dense`: mdrbench `alternate` with `sparse_embeddings=false` (dense Adam), on such a
+  subset too: the effect of sparse updates on speed at this scale;
+- `alternate`: mdrbench `alternate`, one full epoch through `mdrbench.trainer.train`
+  (sparse embedding updates: SparseAdam on tables, Adam on dense layers);
+- `mamdr`: mdrbench `mamdr` with k = 3 (the paper's for Amazon-6), one full epoch; the time
+  in DN and in DR and the cost of the copy-on-write snapshots are measured by wrapping
+  their methods (time, rows saved per pass).
+
+The MLP is the paper's (embeddings 128, hidden [256, 128, 64], dropout 0.5), batch 1024,
+Adam 1e-3. Goals (issue 6): alternate >= 10x DeepCTR-Torch's samples/s; a full Amazon-6
+alternate epoch (9,968,333 training rows, Table I) projected under 15 minutes; a MAMDR
+epoch within (2k + 2)x an alternate epoch.
+
+    pip install --no-deps deepctr-torch==0.3.0   # plus tqdm, scikit-learn
+    python benchmarks/train_scale.py                    # torch's default threads (2 here)
+    python benchmarks/train_scale.py --threads 1 --systems alternate,mamdr
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+AMAZON6_USERS = 445_789
+AMAZON6_ITEMS = 172_653
+AMAZON6_TRAIN_ROWS = 9_968_333  # Table I
+# Table II: samples per category, in Amazon-6's domain order.
+AMAZON6_SAMPLES = (1_204_340, 3_921_259, 3_025_218, 694_758, 5_382_501, 2_698_800)
+GENERATOR_VERSION = 2  # part of the cache folder's name: bump when scale_positives changes
+SYSTEMS = ("deepctr", "dense", "alternate", "mamdr")
+LABELS = {
+    "deepctr": "DeepCTR-Torch 0.3.0 (dense Adam)",
+    "dense": "mdrbench alternate, dense embeddings (Adam)",
+    "alternate": "mdrbench alternate (sparse embeddings)",
+    "mamdr": "mdrbench mamdr, k = {k}",
+}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- the data
+
+
+def _allocate(total: int, shares: np.ndarray) -> np.ndarray:
+    """Integers summing to `total`, proportional to `shares` (largest remainders)."""
+    raw = total * shares / shares.sum()
+    out = np.floor(raw).astype(np.int64)
+    out[np.argsort(raw - out)[::-1][: total - out.sum()]] += 1
+    return out
+
+
+def _zipf_draws(rng: np.random.Generator, ids: np.ndarray, n: int, a: float) -> np.ndarray:
+    """n draws from `ids` with weight 1 / rank^a, ranks assigned at random."""
+    if n <= 0:
+        return ids[:0]
+    w = 1.0 / np.arange(1, ids.size + 1, dtype=np.float64) ** a
+    return rng.permutation(ids)[rng.choice(ids.size, size=n, p=w / w.sum())]
+
+
+def scale_positives(n_users: int, n_items: int, train_rows: int, seed: int = 0):
+    """Distinct positives (user_id, item_id, domain_id) in Amazon-6's shape; every user and
+    item appears. Sized so that the built dataset has about `train_rows` training rows."""
+    import polars as pl
+
+    from mdrbench.builders.specs import get_spec
+
+    ratios = np.array([d.ctr_ratio for d in get_spec("amazon-6").domains])
+    shares = np.array(AMAZON6_SAMPLES, dtype=np.float64)
+    # int(n_u / r) negatives per user: users with one or two positives in a domain lose
+    # most of a negative each to the truncation (measured: ~5.3% of the samples here).
+    samples = _allocate(int(train_rows / 0.6 / 0.947), shares)
+    n_pos = np.round(samples * ratios / (1 + ratios)).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    item_dom = rng.permutation(np.repeat(np.arange(6), _allocate(n_items, shares)))
+    user_home = rng.permutation(np.repeat(np.arange(6), _allocate(n_users, shares)))
+    all_users = np.arange(n_users)
+    frames = []
+    for d in range(6):
+        items = np.flatnonzero(item_dom == d)
+        users = np.flatnonzero(user_home == d)
+        if n_pos[d] < max(items.size, users.size):
+            raise SystemExit(
+                f"--train-rows {train_rows:,} is too few for {n_users:,} users and "
+                f"{n_items:,} items to all appear: raise it"
+            )
+        item = np.r_[items, _zipf_draws(rng, items, n_pos[d] - items.size, 0.9)]
+        user = np.r_[users, _zipf_draws(rng, all_users, n_pos[d] - users.size, 0.6)]
+        frames.append(
+            pl.DataFrame(
+                {
+                    "user_id": rng.permutation(user).astype(np.int64),
+                    "item_id": item.astype(np.int64),
+                    "domain_id": np.full(item.size, d, np.int16),
+                }
+            )
+        )
+    pos = pl.concat(frames).unique(maintain_order=True)  # a kept copy still covers its ids
+    assert pos["user_id"].n_unique() == n_users and pos["item_id"].n_unique() == n_items
+    return pos
+
+
+def scale_dataset(work: Path, n_users: int, n_items: int, train_rows: int, seed: int) -> Path:
+    """The built dataset (cached: reused when its manifest is there)."""
+    from mdrbench.builders.build import write_dataset
+    from mdrbench.builders.specs import get_spec
+
+    spec = get_spec("amazon-6")
+    spec = dataclasses.replace(
+        spec,
+        name="amazon-6-scale",
+        description="Synthetic positives with Amazon-6's id space (benchmarks/train_scale.py).",
+    )
+    out = work / f"scale-v{GENERATOR_VERSION}-{n_users}-{n_items}-{train_rows}-{seed}"
+    folder = out / spec.name
+    if (folder / "manifest.json").is_file():
+        return folder
+    t0 = time.perf_counter()
+    pos = scale_positives(n_users, n_items, train_rows, seed)
+    write_dataset(spec, list(spec.domains), [d.ctr_ratio for d in spec.domains], pos,
+                  out=out, seed=seed, force=True)  # fmt: skip
+    log(f"built {folder} in {time.perf_counter() - t0:.1f}s")
+    return folder
+
+
+# ----------------------------------------------------------------------------- one system
+
+
+def _status_mib(key: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process (VmHWM starts afresh after exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _subset(data, batches: int, seed: int = 0) -> None:
+    """Keep `batches` x 1024 random training rows (sorted back by domain, as stored)."""
+    import torch
+
+    from mdrbench.data import Split
+
+    s = data.train
+    keep = torch.randperm(len(s), generator=torch.Generator().manual_seed(seed))
+    keep = keep[: batches * 1024].sort().values
+    dom = s.domain_id[keep]
+    offsets = torch.searchsorted(dom, torch.arange(s.n_domains + 1)).tolist()
+    data.splits["train"] = Split(
+        s.user_id[keep], s.item_id[keep], dom, s.label[keep], offsets, None, None
+    )
+
+
+class _Timer:
+    """Wraps methods of classes to add up their wall time (and calls)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    def wrap(self, cls, name: str, key: str, before=None) -> None:
+        fn = getattr(cls, name)
+
+        def timed(obj, *a, **kw):
+            if before is not None:
+                before(obj)
+            t0 = time.perf_counter()
+            try:
+                return fn(obj, *a, **kw)
+            finally:
+                self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - t0
+                self.calls[key] = self.calls.get(key, 0) + 1
+
+        setattr(cls, name, timed)
+
+
+def run_deepctr(data, batches: int) -> dict:
+    from deepctr_torch.inputs import SparseFeat
+    from deepctr_torch.models import WDL
+
+    _subset(data, batches)
+    info = data.info
+    feats = [
+        SparseFeat("user_id", info.n_users, embedding_dim=128),
+        SparseFeat("item_id", info.n_items, embedding_dim=128),
+        SparseFeat("domain_id", info.n_domains, embedding_dim=128),
+    ]
+    model = WDL(
+        [],  # no linear (wide) features: the DNN alone, i.e. the MLP
+        feats,
+        dnn_hidden_units=(256, 128, 64),
+        dnn_dropout=0.5,
+        l2_reg_linear=0.0,
+        l2_reg_embedding=0.0,
+        init_std=1e-4,
+        seed=0,
+        device="cpu",
+    )
+    model.compile("adam", "binary_crossentropy", metrics=[])
+    s = data.train
+    x = {c: getattr(s, c).numpy() for c in ("user_id", "item_id", "domain_id")}
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the device and row counts
+        model.fit(x, s.label.numpy(), batch_size=1024, epochs=1, verbose=0, shuffle=True)
+    return {"samples": len(s), "seconds": time.perf_counter() - t0}
+
+
+def run_mdrbench(data, method: str, overrides: dict, timer: _Timer | None = None) -> dict:
+    from mdrbench.trainer import resolve_config, train
+
+    run = resolve_config("mlp", method, {"epochs": 1, **overrides})
+    res = train(data, "mlp", method, run=run, log=log)
+    h = res.history[0]
+    out = {
+        "samples": h["samples"],
+        "seconds": h["seconds"],
+        "run_seconds": res.record["train_seconds"],
+        "test_auc": res.record["metrics"]["test"]["auc_mean"],
+    }
+    if timer is not None:
+        out["parts"] = {
+            k: {"seconds": v, "calls": timer.calls[k]} for k, v in sorted(timer.seconds.items())
+        }
+    return out
+
+
+def run_one(args) -> dict:
+    import torch
+
+    from mdrbench.data import load_dataset
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    data = load_dataset(args.data)
+    train_rows = len(data.train)
+    before = _status_mib("VmRSS")
+    threads = {"threads": args.threads} if args.threads > 0 else {}
+    system = args.one
+    if system == "deepctr":
+        r = run_deepctr(data, args.deepctr_batches)
+    elif system == "dense":
+        _subset(data, args.dense_batches)
+        r = run_mdrbench(data, "alternate", {"sparse_embeddings": False, **threads})
+    elif system == "alternate":
+        r = run_mdrbench(data, "alternate", threads)
+    elif system == "mamdr":
+        from mdrbench.frameworks.meta import DN, MAMDR, Snapshot
+
+        timer = _Timer()
+        saved: dict[str, list[int]] = {}
+
+        def count(snap):  # before restore: the rows each table's snapshot saved
+            for n, rows in snap.rows.items():
+                saved.setdefault(n, []).append(sum(int(t.numel()) for t in rows.idx))
+                saved.setdefault(n + " (table rows)", [int(rows.p.shape[0])])
+
+        timer.wrap(DN, "negotiate", "DN")
+        timer.wrap(MAMDR, "regularize", "DR")
+        timer.wrap(Snapshot, "__init__", "snapshot: dense copies")
+        timer.wrap(Snapshot, "record", "snapshot: copy-on-write rows")
+        timer.wrap(Snapshot, "delta", "snapshot: delta")
+        timer.wrap(Snapshot, "restore", "snapshot: restore", before=count)
+        r = run_mdrbench(data, "mamdr", {"k": args.k, **threads}, timer)
+        r["snapshot_rows"] = {n: v[-1] for n, v in saved.items()}
+    else:
+        raise SystemExit(f"unknown system {system!r}; valid: {', '.join(SYSTEMS)}")
+    r.update(
+        system=system,
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        train_rows=train_rows,
+        samples_per_second=r["samples"] / r["seconds"],
+        rss_before_mib=before,
+        peak_rss_mib=_status_mib("VmHWM"),
+    )
+    return r
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def report(results: dict[str, dict], info: dict, k: int) -> str:
+    lines = [
+        f"Data: {info['path']}: {info['n_users']:,} users, {info['n_items']:,} items, "
+        f"{info['n_domains']} domains, {info['train_rows']:,} training rows. "
+        f"torch {next(iter(results.values()))['torch']}, "
+        f"{next(iter(results.values()))['threads']} thread(s).",
+        "",
+        "| system | rows timed | seconds | samples/s | vs DeepCTR-Torch | "
+        "projected Amazon-6 epoch | peak RSS MiB | over loaded data MiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    base = results.get("deepctr", {}).get("samples_per_second")
+    for name, r in results.items():
+        sps = r["samples_per_second"]
+        # An epoch of the full Amazon-6 = its 9,968,333 training rows at this rate (MAMDR:
+        # its passes per epoch scale with the rows alike).
+        proj = AMAZON6_TRAIN_ROWS * (r["samples"] / r["train_rows"] if name == "mamdr" else 1)
+        lines.append(
+            f"| {LABELS[name].format(k=k)} | {r['samples']:,} | {r['seconds']:.1f} | {sps:,.0f} | "
+            f"{f'{sps / base:.1f}x' if base and name != 'mamdr' else '-'} | "
+            f"{proj / sps / 60:.1f} min | "
+            f"{r['peak_rss_mib']:,.0f} | {r['peak_rss_mib'] - r['rss_before_mib']:,.0f} |"
+        )
+    goals = []
+    alt, mamdr = results.get("alternate"), results.get("mamdr")
+    if alt and base:
+        x = alt["samples_per_second"] / base
+        goals.append(f"alternate / DeepCTR-Torch samples/s: {x:.1f}x (goal >= 10x)")
+    if alt:
+        m = AMAZON6_TRAIN_ROWS / alt["samples_per_second"] / 60
+        goals.append(f"full Amazon-6 alternate epoch, projected: {m:.1f} min (goal < 15 min)")
+    if alt and mamdr:
+        x = mamdr["seconds"] / alt["seconds"]
+        passes = mamdr["samples"] / mamdr["train_rows"]
+        goals.append(
+            f"MAMDR epoch / alternate epoch: {x:.2f}x (goal <= 2k + 2 = {2 * k + 2}); "
+            f"{passes:.2f} passes over the training rows"
+        )
+        parts = mamdr.get("parts", {})
+        if parts:
+            lines += ["", "MAMDR epoch, by part (wall seconds; the snapshot parts are inside DN):"]
+            lines += [f"- {n}: {p['seconds']:.2f} s in {p['calls']:,} calls"
+                      for n, p in parts.items()]  # fmt: skip
+            rows = mamdr.get("snapshot_rows", {})
+            for n in sorted(x for x in rows if not x.endswith("(table rows)")):
+                total = rows.get(n + " (table rows)", 0)
+                lines.append(
+                    f"- {n}: the DN snapshot saved {rows[n]:,} of {total:,} rows "
+                    f"({100 * rows[n] / max(total, 1):.1f}%), copied once each"
+                )
+    return "\n".join(lines + [""] + [f"- {g}" for g in goals]) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/mdrbench-bench"))
+    ap.add_argument("--users", type=int, default=AMAZON6_USERS)
+    ap.add_argument("--items", type=int, default=AMAZON6_ITEMS)
+    ap.add_argument("--train-rows", type=int, default=2_100_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--systems", default=",".join(SYSTEMS), help="comma-separated: " + ", ".join(SYSTEMS)
+    )
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--k", type=int, default=3, help="MAMDR's DR sample number")
+    ap.add_argument("--deepctr-batches", type=int, default=40)
+    ap.add_argument("--dense-batches", type=int, default=100)
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.one:
+        print(json.dumps(run_one(args)))
+        return 0
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    bad = [s for s in systems if s not in SYSTEMS]
+    if bad:
+        ap.error(f"unknown system(s) {', '.join(bad)}; valid: {', '.join(SYSTEMS)}")
+    folder = scale_dataset(args.work, args.users, args.items, args.train_rows, args.seed)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    t = manifest["totals"]
+    info = {"path": str(folder), "n_users": t["n_users"], "n_items": t["n_items"],
+            "n_domains": t["n_domains"], "train_rows": t["n_train"]}  # fmt: skip
+    log(f"{folder}: {t['n_users']:,} users, {t['n_items']:,} items, {t['n_train']:,} train rows")
+    results = {}
+    for s in systems:
+        cmd = [sys.executable, __file__, "--one", s, "--data", str(folder),
+               "--threads", str(args.threads), "--k", str(args.k),
+               "--deepctr-batches", str(args.deepctr_batches),
+               "--dense-batches", str(args.dense_batches)]  # fmt: skip
+        log(f"running {s} ...")
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"{s} failed (exit {proc.returncode})")
+        results[s] = json.loads(proc.stdout.strip().splitlines()[-1])
+        r = results[s]
+        log(f"  {s}: {r['samples_per_second']:,.0f} samples/s, peak {r['peak_rss_mib']:,.0f} MiB")
+    text = report(results, info, args.k)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps({"data": info, "results": results}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
