@@ -201,7 +201,7 @@ class _Timer:
         setattr(cls, name, timed)
 
 
-def run_deepctr(data, batches: int) -> dict:
+def run_deepctr(data, batches: int, device: str) -> dict:
     from deepctr_torch.inputs import SparseFeat
     from deepctr_torch.models import WDL
 
@@ -221,7 +221,7 @@ def run_deepctr(data, batches: int) -> dict:
         l2_reg_embedding=0.0,
         init_std=1e-4,
         seed=0,
-        device="cpu",
+        device="cuda:0" if device.startswith("cuda") else device,
     )
     model.compile("adam", "binary_crossentropy", metrics=[])
     s = data.train
@@ -258,18 +258,21 @@ def run_one(args) -> dict:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    from mdrbench.trainer import resolve_device
+
+    device = str(resolve_device(args.device))
     data = load_dataset(args.data)
     train_rows = len(data.train)
     before = _status_mib("VmRSS")
-    threads = {"threads": args.threads} if args.threads > 0 else {}
+    over = {"device": device} | ({"threads": args.threads} if args.threads > 0 else {})
     system = args.one
     if system == "deepctr":
-        r = run_deepctr(data, args.deepctr_batches)
+        r = run_deepctr(data, args.deepctr_batches, device)
     elif system == "dense":
         _subset(data, args.dense_batches)
-        r = run_mdrbench(data, "alternate", {"sparse_embeddings": False, **threads})
+        r = run_mdrbench(data, "alternate", {"sparse_embeddings": False, **over})
     elif system == "alternate":
-        r = run_mdrbench(data, "alternate", threads)
+        r = run_mdrbench(data, "alternate", over)
     elif system == "mamdr":
         from mdrbench.frameworks.meta import DN, MAMDR, Snapshot
 
@@ -287,7 +290,7 @@ def run_one(args) -> dict:
         timer.wrap(Snapshot, "record", "snapshot: copy-on-write rows")
         timer.wrap(Snapshot, "delta", "snapshot: delta")
         timer.wrap(Snapshot, "restore", "snapshot: restore", before=count)
-        r = run_mdrbench(data, "mamdr", {"k": args.k, **threads}, timer)
+        r = run_mdrbench(data, "mamdr", {"k": args.k, **over}, timer)
         r["snapshot_rows"] = {n: v[-1] for n, v in saved.items()}
     else:
         raise SystemExit(f"unknown system {system!r}; valid: {', '.join(SYSTEMS)}")
@@ -299,7 +302,10 @@ def run_one(args) -> dict:
         samples_per_second=r["samples"] / r["seconds"],
         rss_before_mib=before,
         peak_rss_mib=_status_mib("VmHWM"),
+        device=torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
     )
+    if device.startswith("cuda"):
+        r["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return r
 
 
@@ -311,7 +317,8 @@ def report(results: dict[str, dict], info: dict, k: int) -> str:
         f"Data: {info['path']}: {info['n_users']:,} users, {info['n_items']:,} items, "
         f"{info['n_domains']} domains, {info['train_rows']:,} training rows. "
         f"torch {next(iter(results.values()))['torch']}, "
-        f"{next(iter(results.values()))['threads']} thread(s).",
+        f"{next(iter(results.values()))['threads']} thread(s), "
+        f"device {next(iter(results.values()))['device']}.",
         "",
         "| system | rows timed | seconds | samples/s | vs DeepCTR-Torch | "
         "projected Amazon-6 epoch | peak RSS MiB | over loaded data MiB |",
@@ -328,6 +335,7 @@ def report(results: dict[str, dict], info: dict, k: int) -> str:
             f"{f'{sps / base:.1f}x' if base and name != 'mamdr' else '-'} | "
             f"{proj / sps / 60:.1f} min | "
             f"{r['peak_rss_mib']:,.0f} | {r['peak_rss_mib'] - r['rss_before_mib']:,.0f} |"
+            + (f" GPU peak {r['peak_gpu_mib']:,.0f} MiB |" if "peak_gpu_mib" in r else "")
         )
     goals = []
     alt, mamdr = results.get("alternate"), results.get("mamdr")
@@ -370,6 +378,7 @@ def main(argv=None) -> int:
         "--systems", default=",".join(SYSTEMS), help="comma-separated: " + ", ".join(SYSTEMS)
     )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda")
     ap.add_argument("--k", type=int, default=3, help="MAMDR's DR sample number")
     ap.add_argument("--deepctr-batches", type=int, default=40)
     ap.add_argument("--dense-batches", type=int, default=100)
@@ -394,7 +403,7 @@ def main(argv=None) -> int:
     results = {}
     for s in systems:
         cmd = [sys.executable, __file__, "--one", s, "--data", str(folder),
-               "--threads", str(args.threads), "--k", str(args.k),
+               "--threads", str(args.threads), "--k", str(args.k), "--device", args.device,
                "--deepctr-batches", str(args.deepctr_batches),
                "--dense-batches", str(args.dense_batches)]  # fmt: skip
         log(f"running {s} ...")

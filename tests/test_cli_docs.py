@@ -21,7 +21,9 @@ def _leaves():
             yield name, cmd
 
 
-@pytest.mark.parametrize("path, cmd", list(_leaves()), ids=lambda x: x if isinstance(x, str) else "")
+@pytest.mark.parametrize(
+    "path, cmd", list(_leaves()), ids=lambda x: x if isinstance(x, str) else ""
+)
 def test_command_documented_with_example(path, cmd):
     assert f"mdrbench {path}" in README, f"README has no usage of `mdrbench {path}`"
     assert "Example:" in (cmd.help or ""), f"`mdrbench {path} --help` has no Example:"

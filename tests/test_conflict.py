@@ -29,7 +29,16 @@ from mdrbench.conflict import (
 from mdrbench.data import DatasetInfo, MDRData, Split, load_dataset
 from mdrbench.errors import UserError
 
-TINY = ["--set", "emb_dim=8", "--set", "hidden=[16,8]", "--set", "batch_size=64"]
+TINY = [
+    "--set",
+    "emb_dim=8",
+    "--set",
+    "hidden=[16,8]",
+    "--set",
+    "batch_size=64",
+    "--set",
+    "device=cpu",
+]
 
 DOMAINS = [
     [(1, 2, 1), (3, 1, 0), (2, 5, 1), (4, 4, 0)],

@@ -522,7 +522,9 @@ def test_framework_leaves_user_model_class_and_keys_unchanged(amazon, method):
     attrs = set(vars(net))
     before = {k: v.clone() for k, v in net.state_dict().items()}
     extra = {"k": 1} if method in ("dr", "mamdr") else {}
-    res = train(amazon, net, method, overrides={"batch_size": 64, "epochs": 1, **extra})
+    res = train(
+        amazon, net, method, overrides={"batch_size": 64, "epochs": 1, "device": "cpu", **extra}
+    )
     assert type(res.framework.model) is UserModel and res.framework.model is net
     assert list(net.state_dict()) == keys and set(vars(net)) == attrs
     assert not net._forward_hooks and not net._forward_pre_hooks

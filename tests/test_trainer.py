@@ -234,7 +234,12 @@ def test_frameworks_take_a_user_model_unchanged(amazon, method):
     torch.manual_seed(0)
     net = UserModel(amazon.info.n_users, amazon.info.n_items)
     keys = list(net.state_dict())
-    res = train(amazon, net, method, overrides={"batch_size": 64, "epochs": 1, "threads": 1})
+    res = train(
+        amazon,
+        net,
+        method,
+        overrides={"batch_size": 64, "epochs": 1, "threads": 1, "device": "cpu"},
+    )
     assert type(res.framework.model) is UserModel and list(net.state_dict()) == keys
     assert res.record["model"] == "UserModel" and res.record["config"]["model"] == {}
     assert net.u.sparse  # the trainer's sparse switch reaches a user's tables too
@@ -244,7 +249,12 @@ def test_separate_never_edits_the_model(amazon):
     torch.manual_seed(0)
     net = UserModel(amazon.info.n_users, amazon.info.n_items)
     before = {n: p.detach().clone() for n, p in net.named_parameters()}
-    res = train(amazon, net, "separate", overrides={"batch_size": 64, "epochs": 2, "threads": 1})
+    res = train(
+        amazon,
+        net,
+        "separate",
+        overrides={"batch_size": 64, "epochs": 2, "threads": 1, "device": "cpu"},
+    )
     for n, p in net.named_parameters():
         assert torch.equal(p, before[n])
     fw = res.framework

@@ -33,7 +33,15 @@ TINY = {
     "heads": 2,
     "att_layers": 1,
 }
-TINY_TRAIN = {"batch_size": 64, "epochs": 1, "eval_batch_size": 512, "threads": 1}
+# device "cpu": the suite checks the CPU's exact semantics (bitwise reruns, hand-computed
+# steps) on any machine; the CUDA path has its own tests (tests/test_cuda.py).
+TINY_TRAIN = {
+    "batch_size": 64,
+    "epochs": 1,
+    "eval_batch_size": 512,
+    "threads": 1,
+    "device": "cpu",
+}
 
 
 def tiny_overrides(model: str, **extra) -> dict:
