@@ -81,6 +81,12 @@ class DatasetSpec:
     extra: dict = field(default_factory=dict)
 
     @property
+    def hyperparameters(self) -> dict:
+        """The paper's per-dataset hyperparameters, by name: any framework whose Config has
+        the name gets the value unless the user sets it (`resolve_config(dataset=...)`)."""
+        return {"k": self.dr_k}
+
+    @property
     def domain_names(self) -> list[str]:
         return [d.name for d in self.domains]
 

@@ -67,7 +67,7 @@ def run_seeds(
             model,
             method,
             seed=seed,
-            run=resolve_config(model, method, overrides),
+            run=resolve_config(model, method, overrides, dataset=data.info.name),
             log=None if quiet else stderr_log,
             log_domains=verbose,
         )

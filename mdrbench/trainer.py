@@ -59,16 +59,30 @@ def _elsewhere(model: str | None, method: str | None) -> dict[str, str]:
     return out
 
 
+def dataset_hyperparameters(dataset: str | None) -> dict[str, Any]:
+    """The paper's hyperparameters for a dataset name (e.g. amazon-6: DR's k = 3); {} for a
+    name no spec has."""
+    from mdrbench.builders.specs import DATASETS
+
+    return DATASETS.get(dataset).hyperparameters if dataset in DATASETS else {}
+
+
 def resolve_config(
     model: str | nn.Module,
     method: str | type[Framework],
     overrides: Mapping[str, Any] | None = None,
+    dataset: str | None = None,
 ) -> RunConfig:
-    """The run's configuration: defaults of the train loop, the model and the framework,
-    then `overrides` (name -> value or string), type-checked."""
+    """The run's configuration: defaults of the train loop, the model and the framework;
+    then the paper's values for `dataset` (a dataset name, e.g. amazon-6's k = 3) for the
+    fields the framework has; then `overrides` (name -> value or string), type-checked."""
     fw_cls = _framework_class(method)
     model_cfg = MODELS.get(model).Config() if isinstance(model, str) else None
     run = RunConfig(train=TrainConfig(), model=model_cfg, framework=fw_cls.Config())
+    fw_fields = {f.name for f in fields(run.framework)}
+    for name, value in dataset_hyperparameters(dataset).items():
+        if name in fw_fields:
+            setattr(run.framework, name, value)
     elsewhere = _elsewhere(
         model if isinstance(model, str) else None, method if isinstance(method, str) else None
     )
@@ -140,7 +154,8 @@ def train(
     """Train `model` (a registered name, or any nn.Module with forward(batch) -> logits)
     with framework `method` (a registered name, or a Framework subclass) on `dataset`; early stopping on average validation AUC; test
     metrics of the best state. `log` receives progress lines (None: silent)."""
-    run = run if run is not None else resolve_config(model, method, overrides)
+    given = run is not None
+    run = run if given else resolve_config(model, method, overrides)
     tc = run.train
     if seed is not None:
         tc.seed = seed
@@ -150,6 +165,11 @@ def train(
     log = log or (lambda msg: None)
     data = dataset.to(device) if isinstance(dataset, MDRData) else load_dataset(dataset, device)
     info = data.info
+    if not given:  # now that the dataset's name is known: its paper hyperparameters
+        run = resolve_config(model, method, overrides, dataset=info.name)
+        if seed is not None:
+            run.train.seed = seed
+        tc = run.train
 
     # 1. Model and framework, from the seed (same seed + same data = same numbers on CPU).
     torch.manual_seed(tc.seed)

@@ -355,3 +355,29 @@ def test_data_to_same_device_is_itself_and_moves_otherwise(amazon):
     moved = amazon.to(torch.device("meta"))
     assert moved.train.user_id.device.type == "meta" and amazon.device.type == "cpu"
     assert moved.train.offsets == amazon.train.offsets
+
+
+# ----------------------------------------------------------------------------- paper values
+
+
+def test_dataset_gives_the_papers_k_unless_the_user_sets_it():
+    """Sec. V-C: DR sample number k = 3 for amazon-6, 5 for the other four."""
+    assert resolve_config("mlp", "mamdr", {}, dataset="amazon-6").framework.k == 3
+    assert resolve_config("mlp", "dr", {}, dataset="amazon-6").framework.k == 3
+    for name in ("amazon-13", "taobao-10", "taobao-20", "taobao-30"):
+        assert resolve_config("mlp", "mamdr", {}, dataset=name).framework.k == 5
+    assert resolve_config("mlp", "mamdr", {"k": 4}, dataset="amazon-6").framework.k == 4
+    assert resolve_config("mlp", "mamdr", {"framework.k": 2}, dataset="amazon-6").framework.k == 2
+    assert resolve_config("mlp", "mamdr", {}, dataset="my-own-data").framework.k == 5
+    alt = resolve_config("mlp", "alternate", {}, dataset="amazon-6")  # no k: untouched
+    assert not hasattr(alt.framework, "k")
+
+
+def test_train_records_the_datasets_k(amazon):
+    import dataclasses
+
+    renamed = dataclasses.replace(amazon, info=dataclasses.replace(amazon.info, name="amazon-6"))
+    res = train(renamed, "mlp", "mamdr", overrides=tiny_overrides("mlp"))
+    assert res.record["config"]["framework"]["k"] == 3
+    res = train(renamed, "mlp", "mamdr", overrides=tiny_overrides("mlp", k=1))
+    assert res.record["config"]["framework"]["k"] == 1
