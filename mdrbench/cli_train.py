@@ -40,6 +40,25 @@ def _write(path: Path, record: dict) -> None:
     tmp.replace(path)
 
 
+def write_predictions(path: Path, split, scores) -> None:
+    """`<stem>.predictions.parquet` (docs/leaderboard.md): domain_id, label, score per row
+    of the split, in its order, for `mdrbench validate` to recompute every metric from."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "domain_id": pa.array(split.domain_id.cpu().numpy().astype("int16")),
+            "label": pa.array(split.label.cpu().numpy().astype("int8")),
+            "score": pa.array(scores, pa.float64()),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
+
+
 def run_seeds(
     dataset: str,
     model: str,
@@ -50,10 +69,13 @@ def run_seeds(
     quiet: bool = False,
     verbose: bool = False,
     data=None,
+    predictions: bool = True,
 ) -> list[dict]:
-    """Train one (model, method) for each seed; write one JSON per run into `out`."""
+    """Train one (model, method) for each seed; write one JSON per run into `out`, and
+    beside it the test predictions (`predictions`), written first."""
     from mdrbench.data import load_dataset
     from mdrbench.trainer import resolve_config, resolve_device, result_filename, stderr_log, train
+    from mdrbench.validate import predictions_path
 
     run = resolve_config(model, method, overrides)  # refuse bad options before loading data
     if data is None:
@@ -73,6 +95,8 @@ def run_seeds(
         )
         if out is not None:
             path = out / result_filename(res.record)
+            if predictions:
+                write_predictions(predictions_path(path), data.test, res.test_scores)
             _write(path, res.record)
             if not quiet:
                 stderr_log(f"wrote {path}")
@@ -104,8 +128,16 @@ def run_seeds(
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 @click.option("--verbose", "-v", is_flag=True, help="Progress per domain too.")
-def eval_cmd(dataset, model, method, seeds, epochs, sets, out, quiet, verbose):
-    """Train MODEL with a learning framework, evaluate every domain, write one JSON per seed.
+@click.option(
+    "--predictions/--no-predictions",
+    default=True,
+    show_default=True,
+    help="Also write each run's test predictions (<stem>.predictions.parquet) for "
+    "`mdrbench validate` to recompute the metrics from.",
+)
+def eval_cmd(dataset, model, method, seeds, epochs, sets, out, quiet, verbose, predictions):
+    """Train MODEL with a learning framework, evaluate every domain, write one JSON per seed
+    (and its test predictions, for `mdrbench validate`).
 
     Early stopping on the average validation AUC (patience 3); the test metrics are those
     of the best epoch. Prints the per-domain test AUC (mean ± std over seeds).
@@ -120,7 +152,17 @@ def eval_cmd(dataset, model, method, seeds, epochs, sets, out, quiet, verbose):
     overrides: dict = dict(parse_sets(sets))
     if epochs is not None:
         overrides["epochs"] = epochs
-    records = run_seeds(dataset, model, method, parse_seeds(seeds), overrides, out, quiet, verbose)
+    records = run_seeds(
+        dataset,
+        model,
+        method,
+        parse_seeds(seeds),
+        overrides,
+        out,
+        quiet,
+        verbose,
+        predictions=predictions,
+    )
     click.echo(render(domain_table(aggregate(records)), "md"))
 
 

@@ -36,6 +36,7 @@ class RunResult:
     record: dict  # the result JSON (schema_version 1)
     history: list[dict] = field(default_factory=list)  # one entry per epoch
     framework: Framework | None = None  # the trained framework (model inside), for reuse
+    test_scores: np.ndarray | None = None  # click probabilities of the test split, its order
 
 
 # ----------------------------------------------------------------------------- config
@@ -133,9 +134,10 @@ class _Evaluator:
             for name, s in data.splits.items()
         }
         self.splits: dict[str, Split] = data.splits
+        self.probs: dict[str, np.ndarray] = {}  # the last predictions per split
 
     def __call__(self, split: str) -> dict:
-        probs = self.fw.predict(self.splits[split])
+        probs = self.probs[split] = self.fw.predict(self.splits[split])
         dom, lab = self.arrays[split]
         return evaluate(dom, lab, probs, self.names)
 
@@ -282,7 +284,9 @@ def train(
         "samples_per_second": samples / train_time if train_time > 0 else 0.0,
         "n_parameters": int(fw.n_parameters()),
     }
-    return RunResult(record=record, history=history, framework=fw)
+    return RunResult(
+        record=record, history=history, framework=fw, test_scores=evaluator.probs["test"]
+    )
 
 
 def _fmt(x: float | None) -> str:

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from train_fixtures import write_dataset
@@ -164,3 +166,45 @@ def test_quickstart_tiny(tmp_path):
     best = best_framework()  # the highest `priority`: finetune here, mamdr with issue 4
     assert "mlp+alternate AUC" in res.output and f"mlp+{best} AUC" in res.output
     assert len(list((tmp_path / "results").glob("taobao-10__mlp__*.json"))) == 2
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A real build (synth + build) of a benchmark name, so validate knows it."""
+    from mdrbench.builders.build import build_dataset
+    from mdrbench.builders.synth import synthesize
+
+    root = tmp_path_factory.mktemp("built")
+    synthesize("taobao", root / "raw", n_domains=10, size="tiny", seed=0)
+    return build_dataset("taobao-10", raw_dir=root / "raw", out=root / "data", seed=0)
+
+
+def test_eval_writes_predictions_that_validate_recomputes(built, tmp_path):
+    dataset, out = built, tmp_path / "results"
+    res = _eval(dataset, out, "--model", "mlp", "--method", "alternate", "--seeds", "0,1")
+    assert res.exit_code == 0, res.output
+    preds = sorted(p.name for p in out.glob("*.predictions.parquet"))
+    assert preds == [
+        "taobao-10__mlp__alternate__seed0.predictions.parquet",
+        "taobao-10__mlp__alternate__seed1.predictions.parquet",
+    ]
+    t = pq.read_table(out / preds[0])
+    test = pq.read_table(dataset / "test.parquet")
+    assert t.column_names == ["domain_id", "label", "score"] and t.num_rows == test.num_rows
+    assert t.column("label").to_pylist() == test.column("label").to_pylist()
+    args = ["validate", str(out), "--dataset", str(dataset), "--min-seeds", "2"]
+    ok = CliRunner().invoke(cli, [*args, "--require-predictions"], catch_exceptions=False)
+    assert ok.exit_code == 0, ok.output
+    assert "2 predictions file(s) recomputed" in ok.output + ok.stderr
+    # a tampered score is caught by the recomputation
+    tampered = t.set_column(2, "score", pa.array([0.5] * t.num_rows, pa.float64()))
+    pq.write_table(tampered, out / preds[0])
+    bad = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert bad.exit_code == 1 and "recomputed from" in bad.output
+
+
+def test_eval_no_predictions_writes_json_only(dataset, tmp_path):
+    out = tmp_path / "results"
+    res = _eval(dataset, out, "--seeds", "0", "--no-predictions")
+    assert res.exit_code == 0, res.output
+    assert [p.suffix for p in out.iterdir()] == [".json"]
