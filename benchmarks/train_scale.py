@@ -19,9 +19,12 @@ Systems, each in its own fresh process (so its peak memory, VmHWM, is its own):
   subset too: the effect of sparse updates on speed at this scale;
 - `alternate`: mdrbench `alternate`, one full epoch through `mdrbench.trainer.train`
   (sparse embedding updates: SparseAdam on tables, Adam on dense layers);
-- `mamdr`: mdrbench `mamdr` with k = 3 (the paper's for Amazon-6), one full epoch; the time
-  in DN and in DR and the cost of the copy-on-write snapshots are measured by wrapping
-  their methods (time, rows saved per pass).
+- `mamdr`: mdrbench `mamdr` with k = 3 (the paper's for Amazon-6), one full epoch;
+- any other framework by name (`dn`, `dr`, `reptile`, `maml`, `mldg`, ...), one full epoch.
+
+For every framework the time in DN and in DR and the cost of the snapshots (taking,
+recording copy-on-write rows, differencing, restoring) are measured by wrapping those
+methods, and the embedding-table rows the snapshots copied are counted.
 
 The MLP is the paper's (embeddings 128, hidden [256, 128, 64], dropout 0.5), batch 1024,
 Adam 1e-3. Goals (issue 6): alternate >= 10x DeepCTR-Torch's samples/s; a full Amazon-6
@@ -53,7 +56,7 @@ AMAZON6_TRAIN_ROWS = 9_968_333  # Table I
 # Table II: samples per category, in Amazon-6's domain order.
 AMAZON6_SAMPLES = (1_204_340, 3_921_259, 3_025_218, 694_758, 5_382_501, 2_698_800)
 GENERATOR_VERSION = 2  # part of the cache folder's name: bump when scale_positives changes
-SYSTEMS = ("deepctr", "dense", "alternate", "mamdr")
+SYSTEMS = ("deepctr", "dense", "alternate", "mamdr")  # the default; any framework name works
 LABELS = {
     "deepctr": "DeepCTR-Torch 0.3.0 (dense Adam)",
     "dense": "mdrbench alternate, dense embeddings (Adam)",
@@ -268,21 +271,23 @@ def run_one(args) -> dict:
     system = args.one
     if system == "deepctr":
         r = run_deepctr(data, args.deepctr_batches, device)
+        r["subset"] = True
     elif system == "dense":
         _subset(data, args.dense_batches)
         r = run_mdrbench(data, "alternate", {"sparse_embeddings": False, **over})
-    elif system == "alternate":
-        r = run_mdrbench(data, "alternate", over)
-    elif system == "mamdr":
+        r["subset"] = True
+    else:  # a learning framework, one epoch; its snapshots timed and their rows counted
+        from mdrbench.frameworks import FRAMEWORKS
         from mdrbench.frameworks.meta import DN, MAMDR, Snapshot
 
         timer = _Timer()
-        saved: dict[str, list[int]] = {}
+        copied: dict[str, int] = {}
+        table_rows: dict[str, int] = {}
 
         def count(snap):  # before restore: the rows each table's snapshot saved
             for n, rows in snap.rows.items():
-                saved.setdefault(n, []).append(sum(int(t.numel()) for t in rows.idx))
-                saved.setdefault(n + " (table rows)", [int(rows.p.shape[0])])
+                copied[n] = copied.get(n, 0) + sum(int(t.numel()) for t in rows.idx)
+                table_rows[n] = int(rows.p.shape[0])
 
         timer.wrap(DN, "negotiate", "DN")
         timer.wrap(MAMDR, "regularize", "DR")
@@ -290,10 +295,11 @@ def run_one(args) -> dict:
         timer.wrap(Snapshot, "record", "snapshot: copy-on-write rows")
         timer.wrap(Snapshot, "delta", "snapshot: delta")
         timer.wrap(Snapshot, "restore", "snapshot: restore", before=count)
-        r = run_mdrbench(data, "mamdr", {"k": args.k, **over}, timer)
-        r["snapshot_rows"] = {n: v[-1] for n, v in saved.items()}
-    else:
-        raise SystemExit(f"unknown system {system!r}; valid: {', '.join(SYSTEMS)}")
+        fields = FRAMEWORKS.get(system).Config.__dataclass_fields__
+        r = run_mdrbench(data, system, ({"k": args.k} if "k" in fields else {}) | over, timer)
+        r["has_k"] = "k" in fields
+        r["snapshot_rows_copied"] = copied
+        r["table_rows"] = table_rows
     r.update(
         system=system,
         threads=torch.get_num_threads(),
@@ -312,33 +318,76 @@ def run_one(args) -> dict:
 # ----------------------------------------------------------------------------- main
 
 
+def _label(name: str, r: dict, k: int) -> str:
+    if name in LABELS:
+        return LABELS[name].format(k=k)
+    return f"mdrbench {name}" + (f", k = {k}" if r.get("has_k") else "")
+
+
 def report(results: dict[str, dict], info: dict, k: int) -> str:
+    first = next(iter(results.values()))
     lines = [
         f"Data: {info['path']}: {info['n_users']:,} users, {info['n_items']:,} items, "
         f"{info['n_domains']} domains, {info['train_rows']:,} training rows. "
-        f"torch {next(iter(results.values()))['torch']}, "
-        f"{next(iter(results.values()))['threads']} thread(s), "
-        f"device {next(iter(results.values()))['device']}.",
+        f"torch {first['torch']}, {first['threads']} thread(s), device {first['device']}.",
         "",
-        "| system | rows timed | seconds | samples/s | vs DeepCTR-Torch | "
-        "projected Amazon-6 epoch | peak RSS MiB | over loaded data MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| system | rows timed | passes | seconds | samples/s | vs DeepCTR-Torch | "
+        "epoch vs alternate | projected Amazon-6 epoch | peak RSS MiB | over loaded data MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     base = results.get("deepctr", {}).get("samples_per_second")
+    alt = results.get("alternate")
     for name, r in results.items():
         sps = r["samples_per_second"]
-        # An epoch of the full Amazon-6 = its 9,968,333 training rows at this rate (MAMDR:
-        # its passes per epoch scale with the rows alike).
-        proj = AMAZON6_TRAIN_ROWS * (r["samples"] / r["train_rows"] if name == "mamdr" else 1)
+        passes = r["samples"] / r["train_rows"]
+        # A full Amazon-6 epoch (9,968,333 training rows): a subset's rate, or this epoch's
+        # time scaled by the rows (its passes per epoch scale alike).
+        full = (
+            AMAZON6_TRAIN_ROWS
+            * r["seconds"]
+            / (r["samples"] if r.get("subset") else r["train_rows"])
+        )
+        one_pass = r.get("subset") or abs(passes - 1) < 1e-9
+        vs_base = f"{sps / base:.1f}x" if base and one_pass else "-"
+        vs_alt = f"{r['seconds'] / alt['seconds']:.2f}x" if alt and not r.get("subset") else "-"
         lines.append(
-            f"| {LABELS[name].format(k=k)} | {r['samples']:,} | {r['seconds']:.1f} | {sps:,.0f} | "
-            f"{f'{sps / base:.1f}x' if base and name != 'mamdr' else '-'} | "
-            f"{proj / sps / 60:.1f} min | "
+            f"| {_label(name, r, k)} | {r['samples']:,} | "
+            f"{'-' if r.get('subset') else f'{passes:.2f}'} | {r['seconds']:.1f} | {sps:,.0f} | "
+            f"{vs_base} | {vs_alt} | {full / 60:.1f} min | "
             f"{r['peak_rss_mib']:,.0f} | {r['peak_rss_mib'] - r['rss_before_mib']:,.0f} |"
             + (f" GPU peak {r['peak_gpu_mib']:,.0f} MiB |" if "peak_gpu_mib" in r else "")
         )
+    snaps = {n: r for n, r in results.items() if r.get("snapshot_rows_copied")}
+    if snaps:
+        lines += [
+            "",
+            "Snapshots of the parameters (copy-on-write for embedding tables): wall time of "
+            "taking, recording, differencing and restoring them, and the table rows copied "
+            "over the epoch (in table sizes):",
+            "",
+            "| framework | snapshots | snapshot seconds | share of the epoch | rows copied per table |",
+            "|---|---|---|---|---|",
+        ]
+        for name, r in snaps.items():
+            parts = r.get("parts", {})
+            secs = sum(p["seconds"] for n, p in parts.items() if n.startswith("snapshot"))
+            n_snap = parts.get("snapshot: dense copies", {}).get("calls", 0)
+            copied = ", ".join(
+                f"{t.split('.')[-2]} {c:,} ({c / r['table_rows'][t]:.2f}x)"
+                for t, c in sorted(r["snapshot_rows_copied"].items())
+            )
+            lines.append(
+                f"| {name} | {n_snap:,} | {secs:.2f} | {100 * secs / r['seconds']:.1f}% | {copied} |"
+            )
+    mamdr = results.get("mamdr")
+    if mamdr and mamdr.get("parts"):
+        p = mamdr["parts"]
+        lines += [
+            "",
+            f"MAMDR's epoch: DN {p.get('DN', {}).get('seconds', 0):.1f} s, "
+            f"DR {p.get('DR', {}).get('seconds', 0):.1f} s.",
+        ]
     goals = []
-    alt, mamdr = results.get("alternate"), results.get("mamdr")
     if alt and base:
         x = alt["samples_per_second"] / base
         goals.append(f"alternate / DeepCTR-Torch samples/s: {x:.1f}x (goal >= 10x)")
@@ -352,18 +401,6 @@ def report(results: dict[str, dict], info: dict, k: int) -> str:
             f"MAMDR epoch / alternate epoch: {x:.2f}x (goal <= 2k + 2 = {2 * k + 2}); "
             f"{passes:.2f} passes over the training rows"
         )
-        parts = mamdr.get("parts", {})
-        if parts:
-            lines += ["", "MAMDR epoch, by part (wall seconds; the snapshot parts are inside DN):"]
-            lines += [f"- {n}: {p['seconds']:.2f} s in {p['calls']:,} calls"
-                      for n, p in parts.items()]  # fmt: skip
-            rows = mamdr.get("snapshot_rows", {})
-            for n in sorted(x for x in rows if not x.endswith("(table rows)")):
-                total = rows.get(n + " (table rows)", 0)
-                lines.append(
-                    f"- {n}: the DN snapshot saved {rows[n]:,} of {total:,} rows "
-                    f"({100 * rows[n] / max(total, 1):.1f}%), copied once each"
-                )
     return "\n".join(lines + [""] + [f"- {g}" for g in goals]) + "\n"
 
 
@@ -375,7 +412,9 @@ def main(argv=None) -> int:
     ap.add_argument("--train-rows", type=int, default=2_100_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
-        "--systems", default=",".join(SYSTEMS), help="comma-separated: " + ", ".join(SYSTEMS)
+        "--systems",
+        default=",".join(SYSTEMS),
+        help="comma-separated: deepctr, dense, or any framework (alternate, mamdr, dn, reptile, ...)",
     )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda")
@@ -391,9 +430,12 @@ def main(argv=None) -> int:
         print(json.dumps(run_one(args)))
         return 0
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    bad = [s for s in systems if s not in SYSTEMS]
+    from mdrbench.frameworks import FRAMEWORKS
+
+    valid = ["deepctr", "dense", *FRAMEWORKS]
+    bad = [s for s in systems if s not in valid]
     if bad:
-        ap.error(f"unknown system(s) {', '.join(bad)}; valid: {', '.join(SYSTEMS)}")
+        ap.error(f"unknown system(s) {', '.join(bad)}; valid: {', '.join(valid)}")
     folder = scale_dataset(args.work, args.users, args.items, args.train_rows, args.seed)
     manifest = json.loads((folder / "manifest.json").read_text())
     t = manifest["totals"]

@@ -60,7 +60,7 @@ def test_script_runs_end_to_end(tmp_path):
     out = tmp_path / "r.json"
     cmd = [sys.executable, str(SCRIPT), "--work", str(tmp_path), "--users", "400",
            "--items", "200", "--train-rows", "5000", "--threads", "1",
-           "--systems", "alternate,mamdr", "--json", str(out)]  # fmt: skip
+           "--systems", "alternate,mamdr,reptile", "--json", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())["results"]
@@ -70,8 +70,15 @@ def test_script_runs_end_to_end(tmp_path):
     assert 8 * mamdr["train_rows"] < mamdr["samples"] < 10 * mamdr["train_rows"]
     assert mamdr["parts"]["DN"]["calls"] == 1 and mamdr["parts"]["DR"]["calls"] == 6
     assert alt["peak_rss_mib"] >= alt["rss_before_mib"] > 0
+    # Reptile: one snapshot per domain; its tables copied row by row, never per batch
+    rep = res["reptile"]
+    assert rep["parts"]["snapshot: dense copies"]["calls"] == 6
+    copied, rows = rep["snapshot_rows_copied"], rep["table_rows"]
+    assert copied["inputs.user.weight"] <= 6 * rows["inputs.user.weight"]
+    assert "rows copied per table" in proc.stdout
     assert "MAMDR epoch / alternate epoch" in proc.stdout
     bad = subprocess.run(
         [sys.executable, str(SCRIPT), "--systems", "alternat"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "unknown system(s) alternat" in bad.stderr
+    assert "mamdr" in bad.stderr and "reptile" in bad.stderr  # the valid names
