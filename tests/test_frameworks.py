@@ -20,7 +20,7 @@ from mdrbench.config import TrainConfig
 from mdrbench.data import DatasetInfo, MDRData, Split, load_dataset
 from mdrbench.errors import UserError
 from mdrbench.frameworks import FRAMEWORKS, Context, LossMeter, Stage, sparse_param_names
-from mdrbench.frameworks.meta import Snapshot
+from mdrbench.frameworks.meta import GradSum, Snapshot
 from mdrbench.frameworks.mtl import pcgrad, surgery
 from mdrbench.models import MODELS
 from mdrbench.trainer import resolve_config, train
@@ -182,6 +182,35 @@ def test_dn_with_beta_one_is_alternate_training(amazon, model):
 
 
 # ----------------------------------------------------------------------------- snapshots
+
+
+def test_grad_sum_equals_autograds_accumulation_in_rounds():
+    """MAML's query gradient: the mean over many passes, tables summed in rounds (GradSum)
+    equals what autograd's own accumulation gives, and the sum stays a sparse tensor no
+    larger than the table."""
+    torch.manual_seed(0)
+    emb = nn.Embedding(10, 3, sparse=True)
+    head = nn.Linear(3, 1)
+    params = {"emb.weight": emb.weight, "head.weight": head.weight, "head.bias": head.bias}
+    batches = [torch.randint(0, 10, (4,)) for _ in range(9)]  # 36 rows > 10: merge rounds
+    for p in params.values():
+        p.grad = None
+    for ids in batches:  # autograd's way
+        head(emb(ids)).sum().backward()
+    want = {n: (p.grad.to_dense() if p.grad.is_sparse else p.grad) / 9 for n, p in params.items()}
+    for p in params.values():
+        p.grad = None
+    acc = GradSum(params, {"emb.weight"})
+    for ids in batches:
+        head(emb(ids)).sum().backward()
+        acc.collect()
+        assert emb.weight.grad is None  # taken out after each pass
+        assert sum(g._nnz() for g in acc.parts["emb.weight"]) <= 2 * 10 + 4
+    got = acc.mean(9)
+    assert got["emb.weight"].is_sparse and got["emb.weight"]._nnz() <= 10
+    for n in params:
+        g = got[n].to_dense() if got[n].is_sparse else got[n]
+        torch.testing.assert_close(g, want[n], rtol=1e-6, atol=1e-7)
 
 
 def test_snapshot_copies_touched_rows_only_and_restores_exactly():

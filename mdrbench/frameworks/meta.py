@@ -164,6 +164,56 @@ class Snapshot:
         return d
 
 
+class GradSum:
+    """The mean of the gradients of many backward passes. Dense gradients accumulate in
+    `.grad` as autograd does; sparse ones (embedding tables) are taken out of `.grad` after
+    each pass (`collect`) and summed in rounds: letting autograd add sparse gradients pass by
+    pass re-copies the growing sum every time, quadratic in the passes. A round merges the
+    pending parts once they hold more rows than the table, so memory stays within about
+    twice the rows a table has plus one pass."""
+
+    def __init__(self, params: Mapping[str, Tensor], sparse_names: set[str] | frozenset[str]):
+        self.params = dict(params)
+        self.parts: dict[str, list[Tensor]] = {n: [] for n in self.params if n in sparse_names}
+        self.pending: dict[str, int] = dict.fromkeys(self.parts, 0)
+
+    def collect(self) -> None:
+        for n, parts in self.parts.items():
+            p = self.params[n]
+            g = p.grad
+            if g is None:
+                continue
+            p.grad = None
+            if not g.is_sparse:  # a dense gradient after all: keep it as autograd would
+                p.grad = g
+                continue
+            parts.append(g)
+            self.pending[n] += g._nnz()
+            if self.pending[n] > p.shape[0] and len(parts) > 1:
+                parts[:] = [self._merge(parts, p.shape)]
+                self.pending[n] = 0
+
+    @staticmethod
+    def _merge(parts: list[Tensor], shape: torch.Size) -> Tensor:
+        idx = torch.cat([g._indices() for g in parts], 1)
+        val = torch.cat([g._values() for g in parts])
+        return torch.sparse_coo_tensor(idx, val, shape, check_invariants=False).coalesce()
+
+    def mean(self, m: int) -> dict[str, Tensor | None]:
+        """Sum over the collected passes / m, per parameter (None: no gradient)."""
+        m = max(m, 1)
+        out: dict[str, Tensor | None] = {}
+        for n, p in self.params.items():
+            parts = self.parts.get(n)
+            if parts:
+                dense = p.grad  # a dense gradient turned up among sparse ones
+                total = self._merge(parts, p.shape) / m
+                out[n] = total if dense is None else dense / m + total
+            else:
+                out[n] = None if p.grad is None else p.grad / m
+        return out
+
+
 # ----------------------------------------------------------------------------- the base
 
 
@@ -564,12 +614,14 @@ class MAML(MetaFramework):
         batches = row_batches(
             self.data.train, self.query[d], self.ctx.train.batch_size, self.ctx.generator
         )
-        for batch in batches:  # gradients at theta' accumulate in .grad
+        acc = GradSum(params, self.sparse_names)
+        for batch in batches:  # gradients at theta' (tables' summed in rounds, GradSum)
             loss = self.loss(batch)
             loss.backward()
+            acc.collect()
             meter.add(loss.detach(), len(batch["label"]), d)
             m += 1
-        grads = {n: None if p.grad is None else p.grad / max(m, 1) for n, p in params.items()}
+        grads = acc.mean(m)
         snap.restore()
         for n, p in params.items():
             p.grad = grads[n]
