@@ -35,6 +35,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/bench_common.py
+from bench_common import status_mib  # noqa: E402
+
 ORDER = [
     "alternate",
     "finetune",
@@ -235,16 +238,6 @@ def scale_data(n_domains: int, rows: int, n_users: int = 2000, n_items: int = 10
     return MDRData(info=info, splits=splits)
 
 
-def _status_mib(key: str) -> float:
-    """VmRSS (now) or VmHWM (peak) of this process. VmHWM, not getrusage's ru_maxrss:
-    Linux carries ru_maxrss over fork + exec from the parent, VmHWM starts afresh."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def scale_one(n: int, rows: int, threads: int, method: str) -> dict:
     """One MAMDR epoch on n domains, in this (fresh) process."""
     import torch
@@ -259,11 +252,11 @@ def scale_one(n: int, rows: int, threads: int, method: str) -> dict:
     torch.manual_seed(0)
     net = MODELS.get("mlp")(data.info, run.model)
     spec = sum(dict(net.named_parameters())[p].numel() for p in specific_param_names(net, "dense"))
-    before = _status_mib("VmRSS")
+    before = status_mib("VmRSS")
     t0 = time.perf_counter()
     res = train(data, net, method, run=run)
     wall = time.perf_counter() - t0
-    peak = _status_mib("VmHWM")
+    peak = status_mib("VmHWM")
     h = res.history[0]
     return {
         "n_domains": n,

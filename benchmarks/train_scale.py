@@ -39,9 +39,7 @@ epoch within (2k + 2)x an alternate epoch.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import io
 import json
 import subprocess
 import sys
@@ -49,6 +47,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/bench_common.py
+from bench_common import deepctr_fit, deepctr_mlp, status_mib, subset_train  # noqa: E402
 
 AMAZON6_USERS = 445_789
 AMAZON6_ITEMS = 172_653
@@ -156,31 +157,6 @@ def scale_dataset(work: Path, n_users: int, n_items: int, train_rows: int, seed:
 # ----------------------------------------------------------------------------- one system
 
 
-def _status_mib(key: str) -> float:
-    """VmRSS (now) or VmHWM (peak) of this process (VmHWM starts afresh after exec)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _subset(data, batches: int, seed: int = 0) -> None:
-    """Keep `batches` x 1024 random training rows (sorted back by domain, as stored)."""
-    import torch
-
-    from mdrbench.data import Split
-
-    s = data.train
-    keep = torch.randperm(len(s), generator=torch.Generator().manual_seed(seed))
-    keep = keep[: batches * 1024].sort().values
-    dom = s.domain_id[keep]
-    offsets = torch.searchsorted(dom, torch.arange(s.n_domains + 1)).tolist()
-    data.splits["train"] = Split(
-        s.user_id[keep], s.item_id[keep], dom, s.label[keep], offsets, None, None
-    )
-
-
 class _Timer:
     """Wraps methods of classes to add up their wall time (and calls)."""
 
@@ -205,34 +181,9 @@ class _Timer:
 
 
 def run_deepctr(data, batches: int, device: str) -> dict:
-    from deepctr_torch.inputs import SparseFeat
-    from deepctr_torch.models import WDL
-
-    _subset(data, batches)
-    info = data.info
-    feats = [
-        SparseFeat("user_id", info.n_users, embedding_dim=128),
-        SparseFeat("item_id", info.n_items, embedding_dim=128),
-        SparseFeat("domain_id", info.n_domains, embedding_dim=128),
-    ]
-    model = WDL(
-        [],  # no linear (wide) features: the DNN alone, i.e. the MLP
-        feats,
-        dnn_hidden_units=(256, 128, 64),
-        dnn_dropout=0.5,
-        l2_reg_linear=0.0,
-        l2_reg_embedding=0.0,
-        init_std=1e-4,
-        seed=0,
-        device="cuda:0" if device.startswith("cuda") else device,
-    )
-    model.compile("adam", "binary_crossentropy", metrics=[])
-    s = data.train
-    x = {c: getattr(s, c).numpy() for c in ("user_id", "item_id", "domain_id")}
-    t0 = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints the device and row counts
-        model.fit(x, s.label.numpy(), batch_size=1024, epochs=1, verbose=0, shuffle=True)
-    return {"samples": len(s), "seconds": time.perf_counter() - t0}
+    subset_train(data, batches * 1024)
+    seconds = deepctr_fit(deepctr_mlp(data.info, device), data.train)
+    return {"samples": len(data.train), "seconds": seconds}
 
 
 def run_mdrbench(data, method: str, overrides: dict, timer: _Timer | None = None) -> dict:
@@ -266,14 +217,14 @@ def run_one(args) -> dict:
     device = str(resolve_device(args.device))
     data = load_dataset(args.data)
     train_rows = len(data.train)
-    before = _status_mib("VmRSS")
+    before = status_mib("VmRSS")
     over = {"device": device} | ({"threads": args.threads} if args.threads > 0 else {})
     system = args.one
     if system == "deepctr":
         r = run_deepctr(data, args.deepctr_batches, device)
         r["subset"] = True
     elif system == "dense":
-        _subset(data, args.dense_batches)
+        subset_train(data, args.dense_batches * 1024)
         r = run_mdrbench(data, "alternate", {"sparse_embeddings": False, **over})
         r["subset"] = True
     else:  # a learning framework, one epoch; its snapshots timed and their rows counted
@@ -307,7 +258,7 @@ def run_one(args) -> dict:
         train_rows=train_rows,
         samples_per_second=r["samples"] / r["seconds"],
         rss_before_mib=before,
-        peak_rss_mib=_status_mib("VmHWM"),
+        peak_rss_mib=status_mib("VmHWM"),
         device=torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
     )
     if device.startswith("cuda"):

@@ -22,8 +22,6 @@ built dataset without fixed features.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import statistics
 import sys
@@ -31,6 +29,9 @@ import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/bench_common.py
+from bench_common import deepctr_fit, deepctr_mlp, subset_train  # noqa: E402
 
 
 def built_dataset(work: Path, size: int) -> Path:
@@ -44,22 +45,6 @@ def built_dataset(work: Path, size: int) -> Path:
     synthesize("amazon", raw, n_domains=6, size=size, seed=0)
     return build_dataset(
         "amazon-6", raw_dir=raw, out=work / f"data-{size}", seed=0, offline=True, force=True
-    )
-
-
-def subset_train(data, rows: int, seed: int = 0):
-    """Keep `rows` random training rows (still sorted by domain, as the format wants)."""
-    from mdrbench.data import Split
-
-    s = data.train
-    if not rows or rows >= len(s):
-        return
-    keep = torch.randperm(len(s), generator=torch.Generator().manual_seed(seed))[:rows]
-    keep = keep.sort().values  # rows are stored by domain: a sorted subset stays so
-    dom = s.domain_id[keep]
-    offsets = torch.searchsorted(dom, torch.arange(s.n_domains + 1)).tolist()
-    data.splits["train"] = Split(
-        s.user_id[keep], s.item_id[keep], dom, s.label[keep], offsets, None, None
     )
 
 
@@ -87,38 +72,7 @@ def mdrbench_epoch(data, sparse: bool) -> float:
 
 
 def deepctr_epoch(data) -> float:
-    from deepctr_torch.inputs import SparseFeat
-    from deepctr_torch.models import WDL
-
-    info = data.info
-    feats = [
-        SparseFeat("user_id", info.n_users, embedding_dim=128),
-        SparseFeat("item_id", info.n_items, embedding_dim=128),
-        SparseFeat("domain_id", info.n_domains, embedding_dim=128),
-    ]
-    model = WDL(
-        [],  # no linear (wide) features: the DNN alone, i.e. the MLP
-        feats,
-        dnn_hidden_units=(256, 128, 64),
-        dnn_dropout=0.5,
-        l2_reg_linear=0.0,
-        l2_reg_embedding=0.0,
-        init_std=1e-4,
-        seed=0,
-        device="cpu",
-    )
-    model.compile("adam", "binary_crossentropy", metrics=[])
-    s = data.train
-    x = {
-        "user_id": s.user_id.numpy(),
-        "item_id": s.item_id.numpy(),
-        "domain_id": s.domain_id.numpy(),
-    }
-    y = s.label.numpy()
-    t0 = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints the device and row counts
-        model.fit(x, y, batch_size=1024, epochs=1, verbose=0, shuffle=True)
-    return len(y) / (time.perf_counter() - t0)
+    return len(data.train) / deepctr_fit(deepctr_mlp(data.info), data.train)
 
 
 def main(argv=None) -> int:
