@@ -173,11 +173,9 @@ def write_dataset(
     target = Path(out) / spec.name
     if target.exists() and not force:
         raise UserError(f"{target} already exists: pass --force to replace it.")
-    _log(
-        progress,
-        f"  {pos.height:,} positives, {pos['user_id'].n_unique():,} users, "
-        f"{pos['item_id'].n_unique():,} items",
-    )
+    if progress:
+        users, items = pos["user_id"].n_unique(), pos["item_id"].n_unique()
+        _log(progress, f"  {pos.height:,} positives, {users:,} users, {items:,} items")
     samples = make_samples(pos.select("user_id", "item_id", "domain_id"), ratios, seed)
 
     out = Path(out)

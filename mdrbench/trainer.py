@@ -158,20 +158,17 @@ def train(
     metrics of the best state. `log` receives progress lines (None: silent)."""
     given = run is not None
     run = run if given else resolve_config(model, method, overrides)
-    tc = run.train
-    if seed is not None:
-        tc.seed = seed
-    if tc.threads > 0:
-        torch.set_num_threads(tc.threads)
-    device = resolve_device(tc.device)
+    if run.train.threads > 0:
+        torch.set_num_threads(run.train.threads)
+    device = resolve_device(run.train.device)
     log = log or (lambda msg: None)
     data = dataset.to(device) if isinstance(dataset, MDRData) else load_dataset(dataset, device)
     info = data.info
     if not given:  # now that the dataset's name is known: its paper hyperparameters
         run = resolve_config(model, method, overrides, dataset=info.name)
-        if seed is not None:
-            run.train.seed = seed
-        tc = run.train
+    tc = run.train
+    if seed is not None:
+        tc.seed = seed
 
     # 1. Model and framework, from the seed (same seed + same data = same numbers on CPU).
     torch.manual_seed(tc.seed)
