@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from train_fixtures import tiny_overrides, write_dataset
+from train_fixtures import tiny_overrides
 
 from mdrbench.data import load_dataset
 from mdrbench.frameworks import FRAMEWORKS
@@ -18,16 +18,6 @@ from mdrbench.models import MODELS
 from mdrbench.trainer import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-
-
-@pytest.fixture(scope="module")
-def amazon_path(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("amazon"), "amazon")
-
-
-@pytest.fixture(scope="module")
-def taobao_path(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("taobao"), "taobao")
 
 
 def _check(res) -> None:

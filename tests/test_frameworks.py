@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from train_fixtures import tiny_overrides, write_dataset
+from train_fixtures import tiny_overrides
 
 from mdrbench.config import TrainConfig
-from mdrbench.data import DatasetInfo, MDRData, Split, load_dataset
+from mdrbench.data import DatasetInfo, MDRData, Split
 from mdrbench.errors import UserError
 from mdrbench.frameworks import FRAMEWORKS, Context, LossMeter, Stage, sparse_param_names
 from mdrbench.frameworks.meta import GradSum, Snapshot
@@ -142,16 +142,6 @@ def test_dn_shuffles_the_domain_order_every_epoch():
         assert sorted(fw.order) == [0, 1, 2, 3]
         orders.append(tuple(fw.order))
     assert len(set(orders)) > 1
-
-
-@pytest.fixture(scope="module")
-def amazon(tmp_path_factory):
-    return load_dataset(write_dataset(tmp_path_factory.mktemp("amazon"), "amazon"))
-
-
-@pytest.fixture(scope="module")
-def taobao(tmp_path_factory):
-    return load_dataset(write_dataset(tmp_path_factory.mktemp("taobao"), "taobao"))
 
 
 @pytest.mark.parametrize("model", ["mlp", "star"])

@@ -10,9 +10,8 @@ import math
 
 import pytest
 import torch
-from train_fixtures import tiny_overrides, write_dataset
+from train_fixtures import tiny_overrides
 
-from mdrbench.data import load_dataset
 from mdrbench.frameworks import embedding_param_names
 from mdrbench.models import MODELS, build_model
 from mdrbench.trainer import train
@@ -30,16 +29,6 @@ MODELS_TESTED = (
 )
 FRAMEWORKS_TESTED = ("joint", "alternate", "finetune", "separate")
 MULTI_DOMAIN = {"shared_bottom", "mmoe", "ple", "star"}
-
-
-@pytest.fixture(scope="module")
-def amazon(tmp_path_factory):
-    return load_dataset(write_dataset(tmp_path_factory.mktemp("amazon"), "amazon"))
-
-
-@pytest.fixture(scope="module")
-def taobao(tmp_path_factory):
-    return load_dataset(write_dataset(tmp_path_factory.mktemp("taobao"), "taobao"))
 
 
 def _check_record(rec, data):

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from torch import nn
-from train_fixtures import tiny_overrides, write_dataset
+from train_fixtures import tiny_overrides
 
 from mdrbench.config import RunConfig, TrainConfig, apply_overrides, convert, parse_sets
 from mdrbench.data import load_dataset
@@ -26,22 +26,6 @@ from mdrbench.frameworks import (
 )
 from mdrbench.models import build_model
 from mdrbench.trainer import resolve_config, train
-
-
-@pytest.fixture(scope="module")
-def amazon_path(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("amazon"), "amazon")
-
-
-@pytest.fixture(scope="module")
-def amazon(amazon_path):
-    return load_dataset(amazon_path)
-
-
-@pytest.fixture(scope="module")
-def taobao_path(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("taobao"), "taobao")
-
 
 # ----------------------------------------------------------------------------- determinism
 
