@@ -26,6 +26,8 @@ COMMANDS = {
     "leaderboard": "mdrbench.cli_publish:leaderboard_grp",
     "publish": "mdrbench.cli_publish:publish_cmd",
     "download": "mdrbench.cli_publish:download_cmd",
+    "models": "mdrbench.cli_registry:models_cmd",
+    "methods": "mdrbench.cli_registry:methods_cmd",
 }
 
 
