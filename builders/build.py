@@ -20,7 +20,7 @@ from mdrbench.atomic import swap_into_place
 from mdrbench.builders import raw as rawio
 from mdrbench.builders.card import dataset_card
 from mdrbench.builders.manifest import FORMAT_VERSION, MANIFEST, dump_manifest, file_sha256
-from mdrbench.builders.process import SPLITS, encode_ids, make_samples
+from mdrbench.builders.process import SPLIT, SPLITS, encode_ids, make_samples
 from mdrbench.builders.specs import DatasetSpec, amazon_file_name, get_spec
 from mdrbench.errors import UserError
 from mdrbench.paths import default_data_dir
@@ -266,6 +266,7 @@ def _manifest(spec, selected, ratios, seed, on_bad_lines, pos, samples, raw_info
         "mdrbench_version": __version__,
         "seed": seed,
         "on_bad_lines": on_bad_lines,
+        "split": SPLIT,
         "domains": domains,
         "totals": totals,
         "files": {},

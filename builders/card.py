@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mdrbench.builders.manifest import stats_tables
+from mdrbench.builders.manifest import describe_split, stats_tables
 from mdrbench.builders.specs import (
     AMAZON_CITATION,
     AMAZON_LICENCE,
@@ -53,7 +53,7 @@ MAMDR (Luo et al., ICDE 2023), built by mdrbench {manifest["mdrbench_version"]}
 - Negatives (label 0), per domain d of CTR ratio r and per user u with n_u positives:
   min(int(n_u / r), |pool_d minus items_u|) items drawn uniformly without replacement from the
   items with a positive in d that u has no positive with.
-- Split per domain 60/20/20 train/val/test, stratified by label.
+- Split: {describe_split(manifest)}
 - {features}
 - Malformed raw lines: `{manifest["on_bad_lines"]}` (counts below).
 

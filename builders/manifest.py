@@ -45,6 +45,18 @@ def load_manifest(path: Path) -> dict:
     return manifest
 
 
+def describe_split(manifest: dict) -> str:
+    """How the build's rows were split, from its manifest (spec 1.x manifests name no rule)."""
+    from mdrbench.builders.process import SPLIT, SPLIT_DESCRIPTION
+
+    rule = (manifest.get("split") or {}).get("rule")
+    if rule == SPLIT["rule"]:
+        return SPLIT_DESCRIPTION
+    if rule is None:
+        return "one 60/20/20 train/val/test split per domain, stratified by label (spec 1.x)."
+    return f"rule '{rule}' (not one this mdrbench knows)."
+
+
 def manifest_sha256(path: Path) -> str:
     """The checksum a result uses to name the exact build it ran on."""
     path = Path(path)

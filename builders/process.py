@@ -1,4 +1,4 @@
-"""From positives to samples: global ids, negatives per domain CTR ratio, 60/20/20 split.
+"""From positives to samples: global ids, negatives per domain CTR ratio, the authors' split.
 
 Everything here is vectorized NumPy over sorted arrays and seeded with
 `numpy.random.default_rng`, so the output depends only on the inputs and the seed (not on
@@ -11,8 +11,27 @@ import numpy as np
 import polars as pl
 
 SPLITS = ("train", "val", "test")
-VAL_FRACTION = 0.2
-TEST_FRACTION = 0.2
+# The authors' `split_stratified_into_train_val_test` (utils/tool.py) with their configs'
+# train_val_test = [0.6, 0.2, 0.2]: test_size 1.0 - 0.6 first, then 0.2 / (0.2 + 0.2).
+HOLDOUT_FRACTION = 1.0 - 0.6
+TEST_OF_HOLDOUT = 0.2 / (0.2 + 0.2)
+# The split a manifest names (its `split` field), and what it means, for cards and docs.
+SPLIT = {
+    "rule": "mamdr-per-user",
+    "train_val_test": [0.6, 0.2, 0.2],
+    "source": "RManLuo/MAMDR dataset/*/split.py (save_train_val_test), "
+    "utils/tool.py (split_stratified_into_train_val_test)",
+}
+SPLIT_DESCRIPTION = (
+    "60/20/20 train/val/test as the authors' code splits (`dataset/Amazon/split.py`, "
+    "`dataset/Taobao/split.py`: `save_train_val_test`; `utils/tool.py`: "
+    "`split_stratified_into_train_val_test`): per domain, the positives are split once and "
+    "each user's negatives are split on their own; every split has sklearn "
+    "`train_test_split`'s sizes, taken twice (test_size 0.4, then 0.5 of that part: "
+    "n_test = ceil(test_size * n)), so a part of 2 rows gives 1/0/1 and one of 3 gives 1/1/1; "
+    "a single row, which sklearn refuses to split, goes to train. Which rows go where is a "
+    "seeded draw of mdrbench's own."
+)
 
 
 def encode_ids(
@@ -134,18 +153,46 @@ def sample_negatives(
     return users[owner], pool[j + n_skip]
 
 
-def split_labels(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """0/1/2 (train/val/test) per row, 60/20/20 within each label class (stratified):
-    per class of n rows, int(0.2 n) go to val, int(0.2 n) to test, the rest to train."""
-    split = np.zeros(label.size, np.int8)
-    for cls in (0, 1):
-        idx = np.flatnonzero(label == cls)
-        idx = idx[rng.permutation(idx.size)]
-        n_val = int(VAL_FRACTION * idx.size)
-        n_test = int(TEST_FRACTION * idx.size)
-        split[idx[:n_val]] = 1
-        split[idx[n_val : n_val + n_test]] = 2
-    return split
+def holdout_size(n: np.ndarray, fraction: float) -> np.ndarray:
+    """Rows sklearn's `train_test_split(..., test_size=fraction)` puts in its test part for
+    parts of n rows: ceil(fraction * n) in doubles (`_validate_shuffle_split`), for n >= 2.
+    sklearn refuses n = 1 (its train part would be empty); here that row stays out (0)."""
+    n = np.asarray(n, np.int64)
+    return np.where(n >= 2, np.ceil(fraction * n.astype(np.float64)).astype(np.int64), 0)
+
+
+def split_sizes(n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n_train, n_val, n_test) for parts of n rows, as the authors'
+    `split_stratified_into_train_val_test` (utils/tool.py) sizes them: `train_test_split`
+    with test_size 0.4 (the rest is train), then, when that 40 % part has more than one row,
+    with test_size 0.5 of it (val / test); a 40 % part of one row goes to test. A single
+    row (the authors' run would stop there) goes to train."""
+    n = np.asarray(n, np.int64)
+    held = holdout_size(n, HOLDOUT_FRACTION)
+    n_test = np.where(held == 1, 1, holdout_size(held, TEST_OF_HOLDOUT))
+    return n - held, held - n_test, n_test
+
+
+def split_groups(group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """0/1/2 (train/val/test) per row, each group of rows split on its own by `split_sizes`.
+
+    `group` holds a group number per row (any order). Which rows of a group go where is a
+    uniform seeded draw: rows are put in random order, stably sorted by group, and each
+    group's first n_train rows go to train, the next n_val to val, the rest to test. No
+    Python loop runs per group."""
+    group = np.asarray(group)
+    order = rng.permutation(group.size)
+    order = order[np.argsort(group[order], kind="stable")]
+    sorted_group = group[order]
+    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
+    sizes = np.diff(np.r_[starts, group.size])
+    n_train, n_val, _ = split_sizes(sizes)
+    rank = np.arange(group.size) - np.repeat(starts, sizes)  # position within the group
+    split = (rank >= np.repeat(n_train, sizes)).astype(np.int8)
+    split += rank >= np.repeat(n_train + n_val, sizes)
+    out = np.empty(group.size, np.int8)
+    out[order] = split
+    return out
 
 
 def make_samples(pos: pl.DataFrame, ratios: list[float], seed: int) -> pl.DataFrame:
@@ -166,7 +213,9 @@ def make_samples(pos: pl.DataFrame, ratios: list[float], seed: int) -> pl.DataFr
         user = np.r_[u, nu]
         item = np.r_[i, ni]
         label = np.r_[np.ones(u.size, np.int8), np.zeros(nu.size, np.int8)]
-        split = split_labels(label, rng)
+        # The authors' grouping: all positives of the domain form one group (-1), each
+        # user's negatives another (dataset/*/split.py, `split_by_category/theme`).
+        split = split_groups(np.r_[np.full(u.size, -1, np.int64), nu], rng)
         order = rng.permutation(user.size)
         frames.append(
             pl.DataFrame(

@@ -267,10 +267,14 @@ def _read_embeddings(path: Path, id_col: str, raw_dir: Path, on_bad_lines: str):
 
 
 def read_taobao(raw_dir: Path, on_bad_lines: str = "error"):
-    """Clicks with an embedding for both user and item, themes numbered by first appearance.
+    """Clicks with an embedding for both user and item, themes numbered as the authors'
+    `dataset/Taobao/preprocess_data.py` (`preprocess`) numbers them: by first appearance in
+    the *unfiltered* click log (every line with a theme_id, before bad lines and clicks
+    without embeddings are dropped), then themes left with no click are skipped. A theme
+    whose first clicks all lack embeddings keeps its early place.
 
-    Returns (clicks: user_id, item_id (raw strings), theme_no (0-based, order of first
-    appearance), theme_id; user_emb; item_emb; {file name: RawInfo})."""
+    Returns (clicks: user_id, item_id (raw strings), theme_no (0-based place among the themes
+    that keep clicks, in that order), theme_id; user_emb; item_emb; {file name: RawInfo})."""
     _check_on_bad_lines(on_bad_lines)
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
@@ -283,6 +287,7 @@ def read_taobao(raw_dir: Path, on_bad_lines: str = "error"):
     infos = {}
     name = "theme_click_log.csv"
     log, infos[name] = _read_csv_checked(raw_dir / name, TAOBAO_FILES[name], raw_dir, on_bad_lines)
+    themes = log["theme_id"].drop_nulls().unique(maintain_order=True)  # unfiltered order
     ok = log["user_id"].is_not_null() & log["item_id"].is_not_null() & log["theme_id"].is_not_null()
     infos[name].n_bad_lines = _bad_rows(
         raw_dir / name, ~ok.to_numpy(), "user_id, theme_id or item_id is empty", on_bad_lines
@@ -294,10 +299,14 @@ def read_taobao(raw_dir: Path, on_bad_lines: str = "error"):
     items, infos["item_embedding.csv"] = _read_embeddings(
         raw_dir / "item_embedding.csv", "item_id", raw_dir, on_bad_lines
     )
-    # Drop clicks whose user or item has no embedding, then number themes by first appearance.
+    # Drop clicks whose user or item has no embedding, then skip the themes left empty.
     log = log.join(users.select("user_id"), on="user_id", how="semi", maintain_order="left")
     log = log.join(items.select("item_id"), on="item_id", how="semi", maintain_order="left")
-    themes = log["theme_id"].unique(maintain_order=True)
+    themes = (
+        themes.to_frame()
+        .join(log.select("theme_id").unique(), on="theme_id", how="semi", maintain_order="left")
+        .to_series()
+    )
     log = log.with_columns(
         theme_no=pl.col("theme_id").replace_strict(themes, pl.int_range(len(themes), eager=True))
     )

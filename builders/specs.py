@@ -12,7 +12,25 @@ from dataclasses import dataclass, field
 
 from mdrbench.registry import Registry
 
-SPEC_VERSION = "1.0"
+# 2.0: the authors' split (positives of a domain once, negatives user by user, sklearn's
+# sizes) and Taobao themes numbered before the embedding filter; 1.x: one stratified 60/20/20
+# split per domain, themes numbered after the filter. Builds of different major versions
+# hold different rows: results on them are never compared (mdrbench/validate.py).
+SPEC_VERSION = "2.0"
+# Why builds of a major version are not comparable with the one before (validate says it).
+SPEC_CHANGES = {
+    "2": "spec 2.0 splits each domain's positives once and each user's negatives on their "
+    "own with sklearn's sizes (the authors' dataset/*/split.py), where 1.x made one "
+    "stratified 60/20/20 split per domain, and numbers Taobao themes before dropping rows "
+    "without embeddings (dataset/Taobao/preprocess_data.py), so a 1.x build holds other "
+    "train/val/test rows (and for Taobao possibly other themes)",
+}
+
+
+def spec_major(version: str) -> str:
+    """'2.0' -> '2'. Builds of one major version hold the same rows for the same raw files
+    and seed; a new major version changes them, so results across majors are not comparable."""
+    return str(version).split(".", 1)[0]
 
 PAPER_CTR_RATIOS = (
     0.22, 0.23, 0.32, 0.23, 0.47, 0.21, 0.36, 0.30, 0.46, 0.25, 0.30, 0.30, 0.27, 0.20, 0.33,

@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mdrbench import __version__
-from mdrbench.builders.manifest import MANIFEST, file_sha256, load_manifest, stats_tables
+from mdrbench.builders.manifest import (
+    MANIFEST,
+    describe_split,
+    file_sha256,
+    load_manifest,
+    stats_tables,
+)
 from mdrbench.builders.manifest import verify as verify_dataset
 from mdrbench.errors import UserError
 
@@ -236,8 +242,8 @@ def hub_card(layout: Layout) -> str:
 - By mdrbench {m.get("mdrbench_version", "?")} from the raw files listed below, spec version
   {m.get("spec_version", "?")}, seed {m.get("seed", "?")}: `{_build_command(b, spec)}`.
 - Negatives per domain and user drawn uniformly without replacement at the domain's CTR
-  ratio; per-domain 60/20/20 train/validation/test split stratified by label. The build's
-  own card, `data/{b.name}/README.md`, gives every step.
+  ratio. Split: {describe_split(m)} The build's own card, `data/{b.name}/README.md`, gives
+  every step.
 - Columns: `user_id` int64, `item_id` int64, `domain_id` int16 (index into the domains
   below), `label` int8 (1 = click/review, 0 = sampled negative).{features}
 

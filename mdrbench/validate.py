@@ -6,8 +6,10 @@ A result (issue 3's JSON, `schema_version` 1) passes when:
 2. its dataset is a *known build*: a `manifest.json` whose sha256 is the result's
    `dataset.manifest_sha256`, found among the builds this mdrbench was pointed at
    (`--dataset PATH`, the default data directory) or in the shipped table of official
-   builds; that build has the result's dataset name, and its spec version is the one this
-   mdrbench's spec for that name has. A result computed on any other build is rejected;
+   builds; that build has the result's dataset name, and its spec version has the major
+   version of this mdrbench's spec for that name (a 1.x build, split the old way, is never
+   ranked with 2.x ones; the message says why). A result computed on any other build is
+   rejected;
 3. its per-domain metrics name exactly the build's domains, with the build's split sizes;
 4. each average equals the mean (and the sample-weighted mean) of its per-domain AUCs;
 5. when a predictions Parquet sits beside it (`<stem>.predictions.parquet`: `domain_id`,
@@ -337,7 +339,7 @@ def check_schema(d) -> list[str]:
 
 def check_build(d: dict, builds: KnownBuilds) -> tuple[Build | None, list[str]]:
     """The result's build, and what is wrong with it (unknown, other name, old spec)."""
-    from mdrbench.builders.specs import DATASETS
+    from mdrbench.builders.specs import DATASETS, SPEC_CHANGES, spec_major
 
     name, sha = d["dataset"]["name"], d["dataset"]["manifest_sha256"]
     errs: list[str] = []
@@ -362,13 +364,20 @@ def check_build(d: dict, builds: KnownBuilds) -> tuple[Build | None, list[str]]:
         )
     if name in DATASETS:
         current = DATASETS.get(name).version
-        if build.spec_version != current:
+        if spec_major(build.spec_version) != spec_major(current):
+            newer = max(spec_major(build.spec_version), spec_major(current), key=_version_key)
+            why = SPEC_CHANGES.get(newer, "a new major spec version changes the rows of a build")
             errs.append(
                 f"dataset '{name}' build {sha[:12]}... was made with spec version "
                 f"{build.spec_version}, but this mdrbench's spec for '{name}' is version "
-                f"{current}: rebuild the dataset and rerun."
+                f"{current}; results on builds of different major spec versions are never "
+                f"ranked together: {why}. Rebuild the dataset with this mdrbench and rerun."
             )
     return build, errs
+
+
+def _version_key(major: str) -> tuple:
+    return (0, int(major), "") if major.isdigit() else (1, 0, major)
 
 
 def check_metrics(d: dict, build: Build | None) -> list[str]:

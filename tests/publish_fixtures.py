@@ -18,7 +18,8 @@ import polars as pl
 
 from mdrbench.builders.card import dataset_card
 from mdrbench.builders.manifest import dump_manifest, file_sha256, manifest_sha256
-from mdrbench.builders.specs import SPEC_VERSION, get_spec
+from mdrbench.builders.process import SPLIT
+from mdrbench.builders.specs import SPEC_VERSION, get_spec, spec_major
 from mdrbench.evaluate import evaluate
 
 SPLITS = ("train", "val", "test")
@@ -55,7 +56,7 @@ def make_dataset(
         rng.shuffle(labels)
         users = rng.integers(0, n_users, n)
         items = rng.integers(0, n_items, n)
-        # Stratified 60/20/20: each split gets positives and negatives.
+        # A stratified 60/20/20 (not the builder's split): each split gets both labels.
         sizes = {}
         split_of = np.empty(n, dtype=np.int8)
         for lab in (0, 1):
@@ -131,6 +132,8 @@ def make_dataset(
         "files": {},
         "raw_files": {"fixture.bin": {"sha256": "0" * 64, "bytes": 1, "n_bad_lines": 0}},
     }
+    if spec_major(spec_version) == spec_major(SPEC_VERSION):
+        manifest["split"] = SPLIT  # named by spec 2.0 manifests; 1.x ones name no rule
     # The dataset card as the builder writes it, then the checksums of every file.
     (out / "README.md").write_text(dataset_card(spec, manifest), encoding="utf-8")
     files["README.md"] = {}

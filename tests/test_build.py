@@ -14,7 +14,14 @@ from raw_fixtures import write_amazon, write_taobao
 
 from mdrbench.builders.build import build_dataset
 from mdrbench.builders.manifest import verify
-from mdrbench.builders.process import sample_negatives, sample_without_replacement, split_labels
+from mdrbench.builders.process import (
+    holdout_size,
+    make_samples,
+    sample_negatives,
+    sample_without_replacement,
+    split_groups,
+    split_sizes,
+)
 from mdrbench.builders.specs import DATASETS, PAPER_CTR_RATIOS, amazon_file_name
 from mdrbench.cli import cli
 from mdrbench.errors import UserError
@@ -75,12 +82,80 @@ def test_negative_count_is_python_int_of_double_division():
         assert want.tolist() == [int(int(x) / r) for x in n]
 
 
-def test_split_is_stratified_60_20_20():
-    label = np.r_[np.ones(100, np.int8), np.zeros(300, np.int8)]
-    split = split_labels(label, np.random.default_rng(0))
-    for cls, n in ((1, 100), (0, 300)):
-        assert np.bincount(split[label == cls], minlength=3).tolist() == [
-            n - 2 * int(0.2 * n), int(0.2 * n), int(0.2 * n)]  # fmt: skip
+def _authors_sizes(n: int) -> tuple[int, int, int]:
+    """What utils/tool.py's `split_stratified_into_train_val_test` (train_val_test 0.6 /
+    0.2 / 0.2, one label per call as split.py calls it) gives, run with sklearn itself."""
+    from sklearn.model_selection import train_test_split
+
+    rows, y = np.arange(n), np.ones(n)
+    train, temp, _, y_temp = train_test_split(rows, y, stratify=y, test_size=1.0 - 0.6)
+    if len(temp) > 1:
+        val, test = train_test_split(temp, stratify=y_temp, test_size=0.2 / (0.2 + 0.2))
+    else:
+        val, test = temp[:0], temp
+    return len(train), len(val), len(test)
+
+
+def test_split_sizes_are_sklearns_for_n_1_to_200():
+    from sklearn.model_selection import train_test_split
+
+    n = np.arange(1, 201)
+    for fraction in (0.4, 0.5):
+        ours = holdout_size(n, fraction)
+        for k in n:
+            if k == 1:  # sklearn refuses: the train part would be empty
+                with pytest.raises(ValueError):
+                    train_test_split(np.arange(k), test_size=fraction)
+                assert ours[0] == 0
+                continue
+            train, test = train_test_split(np.arange(k), test_size=fraction)
+            assert (ours[k - 1], k - ours[k - 1]) == (len(test), len(train)), (fraction, k)
+    tr, va, te = split_sizes(n)
+    assert (tr[0], va[0], te[0]) == (1, 0, 0)  # a single row goes to train
+    for k in n[1:]:
+        assert (tr[k - 1], va[k - 1], te[k - 1]) == _authors_sizes(int(k)), k
+    # The spec's examples (benchmark-spec.md, "Split").
+    assert [tuple(int(x[i]) for x in (tr, va, te)) for i in (1, 2, 5)] == [
+        (1, 0, 1), (1, 1, 1), (3, 1, 2)]  # fmt: skip
+
+
+def test_split_groups_sizes_and_uniform_draws():
+    rng = np.random.default_rng(0)
+    sizes = np.array([1, 2, 3, 6, 5, 40, 0, 7])
+    group = rng.permutation(np.repeat(np.arange(len(sizes)) * 3 - 4, sizes))  # any ids, any order
+    split = split_groups(group, np.random.default_rng(1))
+    want = split_sizes(sizes)
+    for g in range(len(sizes)):
+        got = np.bincount(split[group == g * 3 - 4], minlength=3)
+        assert got.tolist() == [int(w[g]) for w in want]
+    assert (split_groups(group, np.random.default_rng(1)) == split).all()  # seeded
+    # Uniform: in groups of 5 (3 / 1 / 1) every row goes to train with probability 3/5.
+    n = 4000
+    group = np.repeat(np.arange(n), 5)
+    train = (split_groups(group, rng) == 0).reshape(n, 5).sum(0)
+    assert np.abs(train - 0.6 * n).max() < 5 * np.sqrt(n * 0.6 * 0.4)
+
+
+def test_samples_split_positives_once_and_negatives_user_by_user():
+    rng = np.random.default_rng(2)
+    pos = pl.DataFrame({
+        "user_id": rng.integers(0, 50, 400), "item_id": rng.integers(0, 80, 400),
+        "domain_id": np.repeat([0, 1], 200).astype(np.int16),
+    }).unique()  # fmt: skip
+    s = make_samples(pos, [0.3, 0.47], seed=5)
+    for d in (0, 1):
+        part = s.filter(pl.col("domain_id") == d)
+        p = part.filter(pl.col("label") == 1)
+        assert np.bincount(p["split"].to_numpy(), minlength=3).tolist() == [
+            int(x[0]) for x in split_sizes([p.height])]  # fmt: skip
+        per_user = part.filter(pl.col("label") == 0).group_by("user_id").agg(
+            n=pl.len(), train=(pl.col("split") == 0).sum(), val=(pl.col("split") == 1).sum(),
+            test=(pl.col("split") == 2).sum(),
+        )  # fmt: skip
+        want = split_sizes(per_user["n"].to_numpy())
+        for col, w in zip(("train", "val", "test"), want):
+            assert per_user[col].to_list() == w.tolist()
+    assert make_samples(pos, [0.3, 0.47], seed=5).equals(s)
 
 
 def _amazon_raw(tmp_path, categories=("Gift Cards", "Software")):
@@ -211,6 +286,28 @@ def test_taobao_build_and_features(tmp_path):
     assert verify(path) == []
 
 
+def test_taobao_theme_numbered_before_the_embedding_filter(tmp_path):
+    """dataset/Taobao/preprocess_data.py numbers themes on the unfiltered log: a theme whose
+    first clicks all lack embeddings keeps its early number; a theme left empty is skipped."""
+    raw = write_taobao(tmp_path / "raw", n_themes=3)  # themes 9000, 8993, 8986 in that order
+    log = (raw / "theme_click_log.csv").read_text().splitlines()
+    early = [
+        "100,8986,501,1,2,1,20190101110000",  # user 100 has no embedding
+        "101,7777,500,1,2,1,20190101110500",  # item 500 neither: theme 7777 ends up empty
+        "100,7777,502,1,2,1,20190101111000",
+    ]
+    (raw / "theme_click_log.csv").write_text("\n".join([log[0], *early, *log[1:]]) + "\n")
+    path = build_dataset("taobao-10", raw_dir=raw, out=tmp_path / "out", domains=["D1", "D2", "D3"])
+    m = json.loads((path / "manifest.json").read_text())
+    # Numbering after the filter would give 9000, 8993, 8986.
+    assert [d["theme_id"] for d in m["domains"]] == ["8986", "9000", "8993"]
+    clicks = pl.read_csv(raw / "theme_click_log.csv", schema_overrides={"theme_id": pl.String})
+    kept = clicks.filter((pl.col("user_id") != 100) & (pl.col("item_id") != 500))
+    for d in m["domains"]:
+        theme = kept.filter(pl.col("theme_id") == d["theme_id"])
+        assert d["n_pos"] == theme.select("user_id", "item_id").n_unique()
+
+
 def test_taobao_errors(tmp_path):
     with pytest.raises(UserError, match="--raw-dir"):
         build_dataset("taobao-10", out=tmp_path / "out")
@@ -321,6 +418,10 @@ def test_real_gift_cards_matches_table_iii(tmp_path):
     path = tmp_path / "o" / "amazon-13"
     rows = pl.concat([pl.read_parquet(path / f"{s}.parquet") for s in ("train", "val", "test")])
     assert rows.height == 11_951 and rows["label"].sum() == 2_965  # paper Table III
+    # The authors' split (benchmark-spec.md "Split"): positives once, negatives per user.
+    parts = {s: pl.read_parquet(path / f"{s}.parquet") for s in ("train", "val", "test")}
+    assert [int(parts[s]["label"].sum()) for s in parts] == [1_779, 593, 593]
+    assert [int((parts[s]["label"] == 0).sum()) for s in parts] == [5_247, 1_832, 1_907]
     m = json.loads((path / "manifest.json").read_text())
     assert (
         m["raw_files"]["Gift_Cards_5.json.gz"]["sha256"]

@@ -12,6 +12,7 @@ from publish_fixtures import edit_result, make_dataset, make_result, make_result
 
 import mdrbench.evaluate
 import mdrbench.validate as V
+from mdrbench.builders.specs import SPEC_VERSION, spec_major
 from mdrbench.errors import UserError
 
 
@@ -84,12 +85,35 @@ def test_result_on_a_rebuilt_dataset_is_rejected(tmp_path, results, data):
     assert sum("is not a build this mdrbench knows" in m for m in msgs) == 6
 
 
-def test_build_from_another_spec_version_is_rejected(tmp_path):
-    old = make_dataset(tmp_path / "d", "amazon-6", spec_version="0.9")
+@pytest.mark.parametrize("version", ["1.0", "1.3", "0.9"])
+def test_build_from_another_major_spec_version_is_rejected_with_the_reason(tmp_path, version):
+    old = make_dataset(tmp_path / "d", "amazon-6", spec_version=version)
     res = make_results_dir(tmp_path / "r", old, [("mlp", "alternate", 1.0)])
     msgs = messages(V.validate([res], builds(old)))
-    assert sum("was made with spec version 0.9, but this mdrbench's spec for 'amazon-6' is version 1.0" in m
-               for m in msgs) == 3  # fmt: skip
+    want = (f"was made with spec version {version}, but this mdrbench's spec for 'amazon-6' is "
+            f"version {SPEC_VERSION}; results on builds of different major spec versions are "
+            "never ranked together: spec 2.0 splits each domain's positives once and each "
+            "user's negatives on their own")  # fmt: skip
+    assert sum(want in m for m in msgs) == 3, msgs
+
+
+def test_build_of_the_same_major_spec_version_is_accepted(tmp_path):
+    newer = make_dataset(tmp_path / "d", "amazon-6", spec_version=f"{spec_major(SPEC_VERSION)}.9")
+    res = make_results_dir(tmp_path / "r", newer, [("mlp", "alternate", 1.0)])
+    assert V.validate([res], builds(newer)).ok
+
+
+def test_leaderboard_refuses_a_1x_result_beside_2x_ones_and_says_why(tmp_path, capsys, data):
+    old = make_dataset(tmp_path / "old", "amazon-6", spec_version="1.0", seed=3)
+    new = make_results_dir(tmp_path / "r" / "new", data, [("mlp", "alternate", 1.0)])
+    make_results_dir(tmp_path / "r" / "old", old, [("mlp", "mamdr", 2.0)])
+    site = tmp_path / "site"
+    code, _, err = run_cli(capsys, "leaderboard", "build", tmp_path / "r", "--out", site,
+                           "--dataset", data, "--dataset", old)  # fmt: skip
+    assert code == 2 and not site.exists()
+    assert "spec version 1.0" in err and "never ranked together" in err
+    assert "Rebuild the dataset" in err and "Traceback" not in err
+    assert V.validate([new], builds(data)).ok  # the 2.x results alone pass
 
 
 def test_dataset_name_must_match_the_build(results, data):
