@@ -56,7 +56,9 @@ class Entry:
     def __post_init__(self):
         test = [r.data["metrics"]["test"] for r in self.runs]
         self.auc = Stat.of(m["auc_mean"] for m in test)
-        self.val_auc = Stat.of(r.data["metrics"]["val"]["auc_mean"] for r in self.runs)
+        self.val_auc = Stat.of(
+            (r.data["metrics"]["val"] or {}).get("auc_mean") for r in self.runs
+        )  # a submission's val may be null (`mdrbench score` without validation predictions)
         names = list(test[0]["domains"])
         self.domains = {n: Stat.of(m["domains"].get(n, {}).get("auc") for m in test) for n in names}
 

@@ -26,6 +26,7 @@ COMMANDS = {
     "leaderboard": "mdrbench.cli_publish:leaderboard_grp",
     "publish": "mdrbench.cli_publish:publish_cmd",
     "download": "mdrbench.cli_publish:download_cmd",
+    "score": "mdrbench.cli_score:score_cmd",
     "models": "mdrbench.cli_registry:models_cmd",
     "methods": "mdrbench.cli_registry:methods_cmd",
 }

@@ -40,16 +40,17 @@ def _write(path: Path, record: dict) -> None:
     tmp.replace(path)
 
 
-def write_predictions(path: Path, split, scores) -> None:
+def write_predictions(path: Path, domain_id, label, scores) -> None:
     """`<stem>.predictions.parquet` (docs/leaderboard.md): domain_id, label, score per row
-    of the split, in its order, for `mdrbench validate` to recompute every metric from."""
+    of the test split, in its order, for `mdrbench validate` to recompute every metric from."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.table(
         {
-            "domain_id": pa.array(split.domain_id.cpu().numpy().astype("int16")),
-            "label": pa.array(split.label.cpu().numpy().astype("int8")),
+            "domain_id": pa.array(np.asarray(domain_id).astype("int16")),
+            "label": pa.array(np.asarray(label).astype("int8")),
             "score": pa.array(scores, pa.float64()),
         }
     )
@@ -57,6 +58,24 @@ def write_predictions(path: Path, split, scores) -> None:
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(path)
+
+
+def save_result(record: dict, out: Path, test=None, scores=None) -> Path:
+    """Write `record` into `out` (file name: `result_filename`); given the test split's
+    `(domain_id, label)` arrays and the `scores`, its predictions first, beside it."""
+    from mdrbench.trainer import result_filename
+    from mdrbench.validate import predictions_path
+
+    path = Path(out) / result_filename(record)
+    if test is not None:
+        write_predictions(predictions_path(path), *test, scores)
+    _write(path, record)
+    return path
+
+
+def split_arrays(split) -> tuple:
+    """A torch Split's (domain_id, label) as NumPy arrays."""
+    return split.domain_id.cpu().numpy(), split.label.cpu().numpy()
 
 
 def run_seeds(
@@ -74,8 +93,7 @@ def run_seeds(
     """Train one (model, method) for each seed; write one JSON per run into `out`, and
     beside it the test predictions (`predictions`), written first."""
     from mdrbench.data import load_dataset
-    from mdrbench.trainer import resolve_config, resolve_device, result_filename, stderr_log, train
-    from mdrbench.validate import predictions_path
+    from mdrbench.trainer import resolve_config, resolve_device, stderr_log, train
 
     run = resolve_config(model, method, overrides)  # refuse bad options before loading data
     if data is None:
@@ -94,10 +112,8 @@ def run_seeds(
             log_domains=verbose,
         )
         if out is not None:
-            path = out / result_filename(res.record)
-            if predictions:
-                write_predictions(predictions_path(path), data.test, res.test_scores)
-            _write(path, res.record)
+            test = split_arrays(data.test) if predictions else None
+            path = save_result(res.record, out, test, res.test_scores)
             if not quiet:
                 stderr_log(f"wrote {path}")
         records.append(res.record)

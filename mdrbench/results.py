@@ -86,6 +86,45 @@ def check_versions(results: Sequence[Mapping]) -> None:
             )
 
 
+FRAME_COLUMNS = (
+    "dataset", "manifest_sha256", "model", "method", "seed", "split", "domain", "domain_index",
+    "auc", "logloss", "n", "split_auc_mean", "split_auc_weighted", "split_logloss",
+    "best_epoch", "train_seconds", "n_parameters", "mdrbench_version", "config", "path",
+)  # fmt: skip
+
+
+def results_frame(results: Sequence[Mapping]):
+    """Results as one long polars DataFrame: one row per result x split x domain, columns
+    `FRAME_COLUMNS` (`domain_index`: the domain's position in the result; `split_*`: the
+    split's averages, repeated on its rows; `config`: the resolved config as JSON). A split
+    a result does not have (a submission's null `val`) gives no rows."""
+    import polars as pl
+
+    rows = []
+    for r in results:
+        for split, m in r["metrics"].items():
+            if not m:
+                continue
+            for i, (name, dm) in enumerate(m["domains"].items()):
+                rows.append(
+                    (
+                        r["dataset"]["name"], r["dataset"].get("manifest_sha256", ""),
+                        r["model"], r["method"], r["seed"], split, name, i,
+                        dm.get("auc"), dm.get("logloss"), dm.get("n"),
+                        m.get("auc_mean"), m.get("auc_weighted"), m.get("logloss"),
+                        r.get("best_epoch"), r.get("train_seconds"), r.get("n_parameters"),
+                        r.get("mdrbench_version"), json.dumps(r.get("config", {}), sort_keys=True),
+                        r.get("_path"),
+                    )
+                )  # fmt: skip
+    schema = dict(zip(FRAME_COLUMNS, (
+        pl.String, pl.String, pl.String, pl.String, pl.Int64, pl.String, pl.String, pl.Int64,
+        pl.Float64, pl.Float64, pl.Int64, pl.Float64, pl.Float64, pl.Float64,
+        pl.Int64, pl.Float64, pl.Int64, pl.String, pl.String, pl.String,
+    )))  # fmt: skip
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
 # ----------------------------------------------------------------------------- aggregation
 
 
@@ -127,7 +166,9 @@ def aggregate(results: Sequence[Mapping], split: str = "test") -> list[dict]:
                 "auc_mean": mean_std([x["auc_mean"] for x in m]),
                 "auc_weighted": mean_std([x.get("auc_weighted") for x in m]),
                 "logloss": mean_std([x.get("logloss") for x in m]),
-                "val_auc_mean": mean_std([r["metrics"]["val"]["auc_mean"] for r in runs]),
+                "val_auc_mean": mean_std(
+                    [(r["metrics"]["val"] or {}).get("auc_mean") for r in runs]
+                ),
                 "domains": {
                     n: mean_std([x["domains"].get(n, {}).get("auc") for x in m]) for n in names
                 },

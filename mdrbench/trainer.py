@@ -37,6 +37,7 @@ class RunResult:
     history: list[dict] = field(default_factory=list)  # one entry per epoch
     framework: Framework | None = None  # the trained framework (model inside), for reuse
     test_scores: np.ndarray | None = None  # click probabilities of the test split, its order
+    path: Path | None = None  # where the result was written (mdrbench.train(out=...))
 
 
 # ----------------------------------------------------------------------------- config

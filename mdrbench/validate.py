@@ -291,11 +291,16 @@ def check_schema(d) -> list[str]:
     if need("metrics", lambda x: isinstance(x, dict), "an object {val, test}"):
         for split in ("val", "test"):
             p = f"metrics.{split}."
+            # val may be null: a submission (`mdrbench score`) without validation predictions
+            nullable = split == "val"
             if not need(
-                split, lambda x: isinstance(x, dict), "an object", d["metrics"], "metrics."
-            ):
+                split, lambda x, ok_none=nullable: isinstance(x, dict) or (ok_none and x is None),
+                "an object" + (" or null" if nullable else ""), d["metrics"], "metrics.",
+            ):  # fmt: skip
                 continue
             m = d["metrics"][split]
+            if m is None:
+                continue
             for k in ("auc_mean", "auc_weighted"):
                 need(
                     k,
@@ -385,6 +390,8 @@ def check_metrics(d: dict, build: Build | None) -> list[str]:
     errs: list[str] = []
     for split in ("val", "test"):
         m = d["metrics"][split]
+        if m is None:  # a submission's val (check_schema allows it)
+            continue
         doms = m["domains"]
         if build is not None:
             missing = [n for n in build.domains if n not in doms]

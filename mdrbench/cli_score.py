@@ -1,0 +1,84 @@
+"""`mdrbench score`: a model trained anywhere (FuxiCTR, DeepCTR, TorchRec, the authors' TF
+code, ...) -> a result file `mdrbench validate` accepts like one of `mdrbench eval`'s,
+computed by the one evaluator from its test predictions. No torch at import time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mdrbench.errors import UserError
+
+
+@click.command("score")
+@click.argument("predictions", type=click.Path(path_type=Path))
+@click.option(
+    "--dataset", required=True, help="The built dataset the model was tested on (folder or name)."
+)
+@click.option("--model-name", required=True, help="Name of the model, as tables show it.")
+@click.option(
+    "--method-name", required=True, help="Name of the training method, as tables show it."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="The run's seed.")
+@click.option(
+    "--val-predictions",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Predictions of the validation split (same format), for metrics.val; "
+    "without it metrics.val is null.",
+)
+@click.option("--logits", is_flag=True, help="Scores are logits: apply a sigmoid first.")
+@click.option(
+    "--train-seconds", type=click.FloatRange(0), default=0.0, show_default=True,
+    help="Training time to record.",
+)  # fmt: skip
+@click.option(
+    "--n-parameters", type=click.IntRange(0), default=0, show_default=True,
+    help="Trainable parameters of the model, to record.",
+)  # fmt: skip
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the result JSON and its predictions Parquet.",
+)
+@click.option("--force", is_flag=True, help="Replace a result of the same name in --out.")
+def score_cmd(
+    predictions, dataset, model_name, method_name, seed, val_predictions, logits,
+    train_seconds, n_parameters, out, force,
+):  # fmt: skip
+    """Turn test predictions made by any framework into a result file, with the one
+    evaluator.
+
+    PREDICTIONS is a Parquet (or CSV) file with a `score` column (click probability; see
+    --logits) for every row of the dataset's test split: either in the split's stored order
+    (optional `domain_id` and `label` columns are checked against it), or keyed by
+    `user_id`, `item_id`, `domain_id` in any order. Writes OUT/<dataset>__<model>__<method>
+    __seed<N>.json and beside it the predictions in the split's order, from which
+    `mdrbench validate` recomputes every metric. See docs/api.md.
+
+    Example: mdrbench score preds.parquet --dataset data/taobao-10 --model-name deepfm-fuxictr --method-name joint --out results/
+    """
+    from mdrbench.api import Evaluator, external_result, load_dataset
+    from mdrbench.cli_train import save_result
+    from mdrbench.results import aggregate, domain_table, render
+    from mdrbench.trainer import result_filename
+
+    ds = load_dataset(dataset)
+    test = Evaluator(ds, "test")
+    scores = test.scores(predictions, logits=logits)
+    val_metrics = None
+    if val_predictions is not None:
+        val_metrics = Evaluator(ds, "val").eval(val_predictions, logits=logits)
+    record = external_result(
+        ds, test, scores, model=model_name, method=method_name, seed=seed,
+        val_metrics=val_metrics, train_seconds=train_seconds, n_parameters=n_parameters,
+        config={"predictions": Path(predictions).name, "logits": logits},
+    )  # fmt: skip
+    target = out / result_filename(record)
+    if target.exists() and not force:
+        raise UserError(f"{target} exists: pass --force to replace it, or --out another folder")
+    path = save_result(record, out, (test.rows["domain_id"], test.rows["label"]), scores)
+    click.echo(render(domain_table(aggregate([record])), "md"))
+    click.echo(f"wrote {path}; check it with: mdrbench validate {out} --dataset {ds.path}")
