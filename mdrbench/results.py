@@ -62,8 +62,8 @@ def load_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
     out = []
     for f in files:
         try:
-            obj = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            obj = json.loads(f.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UserError(f"{f}: not readable JSON ({exc})") from None
         if is_result(obj):
             obj.setdefault("_path", str(f))
@@ -123,6 +123,88 @@ def results_frame(results: Sequence[Mapping]):
         pl.Int64, pl.Float64, pl.Int64, pl.String, pl.String, pl.String,
     )))  # fmt: skip
     return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+# ----------------------------------------------------------------------------- one run's files
+# The one rule for where a run's result lives (eval, sweep, quickstart), and whether a
+# finished result is already there (docs/reliability.md, "Atomic result").
+
+
+def result_stem(dataset: str, model: str, method: str, seed: int) -> str:
+    """`<dataset>__<model>__<method>__seed<seed>`: a result is `<stem>.json`, its test
+    predictions `<stem>.predictions.parquet` beside it."""
+    return f"{dataset}__{model}__{method}__seed{seed}"
+
+
+def result_path(out: str | os.PathLike, dataset: str, model: str, method: str, seed: int) -> Path:
+    """The result JSON of one run in folder `out`."""
+    return Path(out) / f"{result_stem(dataset, model, method, seed)}.json"
+
+
+def read_result(path: str | os.PathLike) -> dict | None:
+    """The result record at `path`; None when there is no file. A file that is there but
+    is not a valid result raises UserError (it must never be silently replaced)."""
+    from mdrbench.validate import check_schema
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        obj = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(
+            f"{path} exists but is not readable JSON ({exc}): move it away, or pass --force "
+            "to replace it."
+        ) from None
+    errs = check_schema(obj)
+    if errs:
+        raise UserError(
+            f"{path} exists but is not a valid result ({errs[0]}): move it away, or pass "
+            "--force to replace it."
+        )
+    return obj
+
+
+def finished_result(path: str | os.PathLike, predictions: bool = True) -> dict | None:
+    """The record of a finished run at result JSON `path`, or None: the JSON is written
+    last (after the predictions), so a JSON with a valid schema (and, with `predictions`,
+    its `<stem>.predictions.parquet` beside it) is a complete run."""
+    from mdrbench.validate import predictions_path
+
+    try:
+        rec = read_result(path)
+    except UserError:
+        return None
+    if rec is None or (predictions and not predictions_path(Path(path)).is_file()):
+        return None
+    return rec
+
+
+def config_diff(a: Mapping, b: Mapping) -> list[str]:
+    """`train.lr: 0.001 -> 0.01` for each config key (at any depth) whose value differs,
+    the run-only keys (seed, device, threads) left out."""
+    from mdrbench.validate import entry_config
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out |= flat(v, f"{prefix}{k}.")
+            else:
+                out[prefix + k] = json.dumps(v)
+        return out
+
+    fa, fb = flat(entry_config(dict(a))), flat(entry_config(dict(b)))
+    return [f"{k}: {fa.get(k, '(absent)')} -> {fb.get(k, '(absent)')}"
+            for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]  # fmt: skip
+
+
+def same_run(record: Mapping, config: Mapping, manifest_sha256: str) -> bool:
+    """Whether result `record` is a run of resolved `config` on the dataset build
+    `manifest_sha256` (the seed and run-only keys aside)."""
+    return record["dataset"].get("manifest_sha256") == manifest_sha256 and not config_diff(
+        record.get("config", {}), config
+    )
 
 
 # ----------------------------------------------------------------------------- aggregation

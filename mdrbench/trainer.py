@@ -296,8 +296,9 @@ def stderr_log(msg: str) -> None:
 
 
 def result_filename(record: dict) -> str:
-    """`<dataset>__<model>__<method>__seed<seed>.json` (one file per run)."""
-    return (
-        f"{record['dataset']['name']}__{record['model']}__{record['method']}"
-        f"__seed{record['seed']}.json"
-    )
+    """`<dataset>__<model>__<method>__seed<seed>.json` (one file per run; the rule is
+    `mdrbench.results.result_stem`)."""
+    from mdrbench.results import result_stem
+
+    d = record
+    return f"{result_stem(d['dataset']['name'], d['model'], d['method'], d['seed'])}.json"
