@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from mdrbench import __version__
-from mdrbench.atomic import swap_into_place
+from mdrbench.atomic import Lock, pid_alive, recover_swap, swap_into_place, writable_dir
 from mdrbench.builders import raw as rawio
 from mdrbench.builders.card import dataset_card
 from mdrbench.builders.manifest import FORMAT_VERSION, MANIFEST, dump_manifest, file_sha256
@@ -25,6 +25,8 @@ from mdrbench.builders.specs import DatasetSpec, amazon_file_name, get_spec
 from mdrbench.errors import UserError
 from mdrbench.paths import default_data_dir
 
+# Above this a domain gets almost no negatives (#neg = #pos / ratio per user, truncated).
+MAX_CTR_RATIO = 100.0
 SAMPLE_SCHEMA = {"user_id": pl.Int64, "item_id": pl.Int64, "domain_id": pl.Int16, "label": pl.Int8}
 
 
@@ -111,8 +113,14 @@ def build_dataset(
                 f"--ctr-ratios has {len(ctr_ratios)} values for {len(selected)} domains "
                 f"({', '.join(d.name for d in selected)}): give one per domain."
             )
-        if any(not (r > 0) for r in ctr_ratios):
-            raise UserError("every CTR ratio must be a positive number (#pos / #neg)")
+        if any(not (0 < r <= MAX_CTR_RATIO) for r in ctr_ratios):  # NaN and inf fail too
+            raise UserError(
+                f"every CTR ratio (#pos / #neg) must be a number above 0 and at most "
+                f"{MAX_CTR_RATIO:g} (the paper's are 0.2 to 0.47), got "
+                f"{', '.join(f'{r:g}' for r in ctr_ratios)}"
+            )
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise UserError(f"--seed must be an integer from 0 to {2**32 - 1}, got {seed!r}")
     ratios = list(ctr_ratios) if ctr_ratios is not None else [d.ctr_ratio for d in selected]
     if spec.kind == "taobao" and raw_dir is None:
         raise UserError(
@@ -120,8 +128,20 @@ def build_dataset(
             + rawio.taobao_help(Path("<folder>"))
         )
     raw_dir = Path(raw_dir) if raw_dir is not None else default_raw_dir(spec.kind)
-    out = Path(out) if out is not None else default_data_dir()
+    out = writable_dir(Path(out) if out is not None else default_data_dir())
+    with _build_lock(out, spec.name):
+        return _build(spec, selected, ratios, raw_dir, out, seed, force, on_bad_lines, offline,
+                      progress)  # fmt: skip
+
+
+def _build_lock(out: Path, name: str) -> Lock:
+    """Held for a whole build of `name` into `out`: a second one exits 2 at once."""
+    return Lock(out / f".{name}.lock", f"building {name} into {out}")
+
+
+def _build(spec, selected, ratios, raw_dir, out, seed, force, on_bad_lines, offline, progress):
     target = out / spec.name
+    recover_swap(target)  # a --force build killed between its two renames
     if target.exists() and not force:
         raise UserError(f"{target} already exists: pass --force to replace it.")
 
@@ -170,16 +190,43 @@ def write_dataset(
     -> negatives, split, Parquet, manifest and card in `out/spec.name`, written atomically.
     `features`: {"user"|"item": frame of `<kind>_id`, `features`} for datasets with fixed
     features; `domain_fields`: extra manifest keys per domain (Taobao's theme ids)."""
-    target = Path(out) / spec.name
+    out = writable_dir(Path(out))
+    lock = _build_lock(out, spec.name)
+    try:
+        return _write(spec, selected, ratios, pos, out, seed, on_bad_lines, raw_infos, features,
+                      domain_fields, force, progress)  # fmt: skip
+    finally:
+        lock.release()
+
+
+def _write(spec, selected, ratios, pos, out, seed, on_bad_lines, raw_infos, features,
+           domain_fields, force, progress) -> Path:  # fmt: skip
+    target = out / spec.name
+    recover_swap(target)
     if target.exists() and not force:
         raise UserError(f"{target} already exists: pass --force to replace it.")
+    counts = pos["domain_id"].value_counts().to_dicts() if pos.height else []
+    have = {int(c["domain_id"]): int(c["count"]) for c in counts}
+    empty = [d.name for i, d in enumerate(selected) if not have.get(i)]
+    if empty:  # a domain without rows would shift every later domain's name and ratio
+        raise UserError(
+            f"no interactions for domain(s) {', '.join(empty)} of {spec.name}: check their "
+            "raw files (empty or truncated?) and rebuild, or leave them out with --domains."
+        )
     if progress:
         users, items = pos["user_id"].n_unique(), pos["item_id"].n_unique()
         _log(progress, f"  {pos.height:,} positives, {users:,} users, {items:,} items")
     samples = make_samples(pos.select("user_id", "item_id", "domain_id"), ratios, seed)
+    n_neg = samples.filter(pl.col("label") == 0)["domain_id"].value_counts().to_dicts()
+    has_neg = {int(c["domain_id"]) for c in n_neg if c["count"]}
+    no_neg = [f"{d.name} (ratio {r:g})" for i, (d, r) in enumerate(zip(selected, ratios))
+              if i not in has_neg]  # fmt: skip
+    if no_neg:  # AUC needs both labels
+        raise UserError(
+            f"no negatives could be sampled for domain(s) {', '.join(no_neg)}: give a lower "
+            "--ctr-ratios value (the paper's are 0.2 to 0.47)."
+        )
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     _remove_stale(out, spec.name)
     tmp = out / f".{spec.name}.tmp-{os.getpid()}"
     tmp.mkdir()
@@ -213,21 +260,11 @@ def write_dataset(
     return target
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale(out: Path, name: str) -> None:
     """Delete temporary folders left by an interrupted build of `name` (not a running one)."""
     for stale in list(out.glob(f".{name}.tmp-*")) + list(out.glob(f".{name}.old-*")):
         pid = stale.name.rsplit("-", 1)[-1]
-        if not (pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))):
+        if not (pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid))):
             shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -243,6 +280,8 @@ def _manifest(spec, selected, ratios, seed, on_bad_lines, pos, samples, raw_info
         n_test=(pl.col("split") == 2).sum(),
     )
     stats = per_pos.join(per_split, on="domain_id").sort("domain_id").to_dicts()
+    if [int(st["domain_id"]) for st in stats] != list(range(len(selected))):
+        raise ValueError("every domain must have rows: the manifest would mislabel domains")
     domains = []
     for d, (dom, ratio, st) in enumerate(zip(selected, ratios, stats)):
         domains.append(

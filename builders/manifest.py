@@ -63,22 +63,93 @@ def manifest_sha256(path: Path) -> str:
     return file_sha256(path / MANIFEST if path.is_dir() else path)
 
 
-def verify(path: Path) -> list[str]:
-    """Re-hash every file the manifest lists. Returns the problems (empty when all match)."""
+def verify(path: Path, cached: bool = False) -> list[str]:
+    """Re-hash every file the manifest lists, and name files it does not list. Returns the
+    problems (empty when all match).
+
+    `cached`: skip re-hashing a file whose size, mtime, ctime and inode are those recorded
+    when it last matched (the fast path `check_dataset` uses before training; `mdrbench
+    verify` always re-hashes)."""
     path = Path(path)
     manifest = load_manifest(path)
     problems = []
+    cache, key, seen = _load_cache(path) if cached else ({}, "", {})
     for name, entry in manifest["files"].items():
         f = path / name
         if not f.is_file():
             problems.append(f"{name}: missing")
             continue
-        size = f.stat().st_size
-        if size != entry["bytes"]:
-            problems.append(f"{name}: {size} bytes, manifest says {entry['bytes']}")
-        elif file_sha256(f) != entry["sha256"]:
+        st = f.stat()
+        if st.st_size != entry["bytes"]:
+            problems.append(f"{name}: {st.st_size} bytes, manifest says {entry['bytes']}")
+            continue
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, entry["sha256"]]
+        if cached and seen.get(name) == stamp:
+            continue
+        if file_sha256(f) != entry["sha256"]:
             problems.append(f"{name}: sha256 differs from the manifest")
+        elif cached:
+            seen[name] = stamp
+    listed = set(manifest["files"]) | {MANIFEST}
+    for f in sorted(path.rglob("*")):
+        rel = f.relative_to(path).as_posix()
+        if f.is_file() and rel not in listed:
+            problems.append(f"{rel}: not in the manifest (a file the build did not write)")
+    if cached and not problems:
+        _save_cache(cache, key, seen)
     return problems
+
+
+def _cache_file() -> Path:
+    from mdrbench.paths import cache_dir
+
+    return cache_dir() / "verified.json"
+
+
+def _load_cache(path: Path) -> tuple[dict, str, dict]:
+    """(whole cache, this folder's key, this folder's {file: stamp})."""
+    key = f"{path.resolve()}|{file_sha256(path / MANIFEST)}"
+    try:
+        cache = json.loads(_cache_file().read_text("utf-8"))
+        if not isinstance(cache, dict):
+            cache = {}
+    except (OSError, ValueError):
+        cache = {}
+    seen = cache.get(key)
+    return cache, key, dict(seen) if isinstance(seen, dict) else {}
+
+
+def _save_cache(cache: dict, key: str, seen: dict) -> None:
+    """Best effort (a read-only home only costs a re-hash next time); atomic replace."""
+    import os
+    import tempfile
+
+    cache = {k: v for k, v in cache.items() if Path(k.rpartition("|")[0]).is_dir()}
+    cache[key] = seen
+    f = _cache_file()
+    try:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".verified-", dir=f.parent)
+        with os.fdopen(fd, "w") as out:
+            json.dump(cache, out)
+        os.replace(tmp, f)
+    except OSError:
+        pass
+
+
+def check_dataset(path: Path) -> None:
+    """Refuse a dataset whose files do not match its manifest (sizes and sha256; unchanged
+    files are not re-hashed, see `verify(cached=True)`): run before training on it."""
+    problems = verify(path, cached=True)
+    if problems:
+        shown = "; ".join(problems[:3]) + (
+            f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        )
+        raise UserError(
+            f"dataset {path} does not match its manifest ({shown}): it was changed or damaged "
+            f"after it was built. See `mdrbench verify {path}`; rebuild it with --force or "
+            "download it again."
+        )
 
 
 # --------------------------------------------------------------------------------------

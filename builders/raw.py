@@ -86,6 +86,7 @@ def _amazon_line_ok(obj) -> bool:
         and isinstance(obj.get("asin"), str)
         and isinstance(obj.get("overall"), int | float)
         and not isinstance(obj.get("overall"), bool)
+        and 1 <= obj["overall"] <= 5  # False for NaN too
     )
 
 
@@ -101,6 +102,10 @@ def _parse_amazon_chunk_slow(chunk: bytes, first_line: int, path: Path, on_bad_l
             why = "" if ok else "missing or mistyped reviewerID / asin / overall"
         except ValueError as exc:
             ok, why = False, f"not valid JSON ({exc.__class__.__name__}: {exc})"
+        if not ok and not why.startswith("not valid") and isinstance(obj, dict):
+            r = obj.get("overall")
+            if isinstance(r, int | float) and not isinstance(r, bool) and not 1 <= r <= 5:
+                why = f"overall is {r!r}; a rating must be 1 to 5"
         if not ok:
             if on_bad_lines == "error":
                 raise RawDataError(
@@ -121,7 +126,7 @@ def _parse_amazon_chunk_slow(chunk: bytes, first_line: int, path: Path, on_bad_l
 def _parse_amazon_chunk(chunk: bytes, first_line: int, path: Path, on_bad_lines: str):
     try:
         df = pl.read_ndjson(io.BytesIO(chunk), schema=AMAZON_SCHEMA)
-        if df.null_count().sum_horizontal().item() == 0:
+        if df.null_count().sum_horizontal().item() == 0 and _ratings_ok(df["overall"]).all():
             return df, 0
     except pl.exceptions.PolarsError:
         pass
@@ -146,14 +151,30 @@ def read_amazon(path: Path, on_bad_lines: str = "error") -> tuple[pl.DataFrame, 
     and count bad lines)."""
     _check_on_bad_lines(on_bad_lines)
     path = Path(path)
+    df, info = None, None
     try:
         df = pl.read_ndjson(path, schema=AMAZON_SCHEMA)
-        if df.null_count().sum_horizontal().item() == 0:
+        if df.null_count().sum_horizontal().item() == 0 and _ratings_ok(df["overall"]).all():
             sha, size = _sha256_and_size(path)
-            return df.unique(), RawInfo(sha, size)
+            df, info = df.unique(), RawInfo(sha, size)
+        else:
+            df = None
     except (pl.exceptions.PolarsError, OSError, ValueError):
         pass
-    return _read_amazon_streaming(path, on_bad_lines)
+    if df is None:
+        df, info = _read_amazon_streaming(path, on_bad_lines)
+    if df.height == 0:
+        what = "is empty (0 bytes)" if info.bytes == 0 else "holds no reviews"
+        raise RawDataError(
+            f"{path} {what}: delete it and rerun the build to download it again "
+            f"(or fetch it by hand from {AMAZON_URL} or {AMAZON_MIRROR})."
+        )
+    return df, info
+
+
+def _ratings_ok(overall: pl.Series) -> pl.Series:
+    """Amazon ratings are 1 to 5 stars: a NaN, infinite or out-of-range one is a bad line."""
+    return overall.is_not_nan() & (overall >= 1) & (overall <= 5)
 
 
 def _sha256_and_size(path: Path) -> tuple[str, int]:

@@ -26,10 +26,14 @@ from pathlib import Path
 from mdrbench import __version__
 from mdrbench.atomic import swap_into_place
 from mdrbench.baselines import paper
+from mdrbench.errors import UserError
 from mdrbench.leaderboard.aggregate import Entry, aggregate
 from mdrbench.validate import MIN_SEEDS, LoadedResult
 
 ASSETS = ("style.css", "sort.js")
+# Written into every site; --out is only (re)written when empty or holding this marker, and
+# only when it holds nothing but the files the marker lists (a site this command wrote).
+SITE_MARKER = ".mdrbench-site.json"
 # Methods in the paper's order (Table X), then anything else alphabetically.
 METHOD_ORDER = ["joint", "alternate", "finetune", "separate", "weighted_loss", "pcgrad", "maml",
                 "reptile", "mldg", "dn", "dr", "mamdr"]  # fmt: skip
@@ -517,6 +521,7 @@ def build_site(
             by_name.setdefault(name, defaultdict(list))
 
     out = Path(out)
+    check_site_folder(out, [r.path for r in results])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -540,6 +545,9 @@ def build_site(
         assets = resources.files("mdrbench.leaderboard").joinpath("assets")
         for a in ASSETS:
             files[f"assets/{a}"] = assets.joinpath(a).read_text("utf-8")
+        files[SITE_MARKER] = (
+            json.dumps({"mdrbench_site": __version__, "files": sorted(files)}, indent=2) + "\n"
+        )
         for rel, text in files.items():
             p = tmp / rel
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -549,4 +557,36 @@ def build_site(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return sorted(Path(f) for f in files)
+    return sorted(Path(f) for f in files if f != SITE_MARKER)
+
+
+def check_site_folder(out: Path, inputs: list[Path] = ()) -> None:
+    """Refuse an --out the site would replace unless it is empty or a site this command
+    wrote (its marker lists every file in it), and never one holding the results."""
+    out = Path(out)
+    fix = "pass a new or empty folder (or the folder of an earlier site) as --out"
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder: {fix}.")
+    real = out.resolve()
+    for p in inputs:
+        if Path(p).resolve().is_relative_to(real):
+            raise UserError(f"--out {out} holds the results being published ({p}): {fix}.")
+    present = {p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir()}
+    if not present and not any(out.iterdir()):
+        return
+    try:
+        listed = set(json.loads((out / SITE_MARKER).read_text("utf-8"))["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(
+            f"--out {out} is not empty and is not a site written by mdrbench (no "
+            f"{SITE_MARKER}); its files would be replaced: {fix}."
+        ) from None
+    extra = sorted(present - listed - {SITE_MARKER})
+    if extra:
+        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise UserError(
+            f"--out {out} is an earlier site but also holds files it did not write "
+            f"({shown}); they would be deleted: move them out, or {fix}."
+        )

@@ -1,18 +1,29 @@
-"""Putting a finished folder in place in one step, so readers never see half of it."""
+"""Putting finished work in place in one step, so readers never see half of it; locks so
+two processes never write the same thing; and the checks that refuse an output folder
+before long work starts (docs/reliability.md)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import tempfile
 from pathlib import Path
+
+from mdrbench.errors import UserError
+
+
+def _old_name(target: Path, pid: int) -> Path:
+    return target.with_name(f".{target.name}.old-{pid}")
 
 
 def swap_into_place(tmp: Path, target: Path) -> None:
     """Rename the finished `tmp` to `target`; an old `target` is moved aside first and
-    deleted only once the new one is in place."""
+    deleted only once the new one is in place. A kill between the two renames leaves the
+    old copy at `.<name>.old-<pid>`, which `recover_swap` puts back."""
     old = None
     if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        old = _old_name(target, os.getpid())
         os.replace(target, old)
     os.replace(tmp, target)
     if old is not None:
@@ -20,3 +31,113 @@ def swap_into_place(tmp: Path, target: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
         else:
             old.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_swap(target: Path) -> Path | None:
+    """Undo a `swap_into_place` killed between its two renames: when `target` is missing
+    and a `.<name>.old-<pid>` of a process that is gone holds the previous copy, rename it
+    back. Returns the restored path, or None."""
+    target = Path(target)
+    if target.exists() or not target.parent.is_dir():
+        return None
+    for old in sorted(target.parent.glob(f".{target.name}.old-*")):
+        pid = old.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            try:
+                os.replace(old, target)
+            except OSError:
+                continue
+            return target
+    return None
+
+
+class Lock:
+    """An exclusive lock on `path` (flock; the file exists while the lock is held).
+
+    The kernel drops it when the process dies, so a killed run never leaves a lock that
+    blocks (its file is reused). `what` names the work in the error another process gets
+    while it is held. Re-entrant within one process."""
+
+    _held: dict[str, int] = {}  # lock files this process holds -> fd
+
+    def __init__(self, path: Path, what: str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.key = str(self.path.resolve())
+        self.fd = None
+        if self.key in Lock._held:  # this process holds it already (an outer call)
+            return
+        for _ in range(10):
+            fd = self._try(what)
+            try:  # the holder may have released (and unlinked) it in between: retry
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        else:
+            raise UserError(f"could not lock {self.path} while {what}: try again.")
+        self.fd = fd
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        Lock._held[self.key] = fd
+
+    def _try(self, what: str) -> int:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                by = f" (pid {holder})" if holder.isdigit() else ""
+                raise UserError(
+                    f"another mdrbench process{by} is {what} right now: wait for it to "
+                    "finish, or write somewhere else."
+                ) from None
+            raise
+        return fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            Lock._held.pop(self.key, None)
+            self.path.unlink(missing_ok=True)  # before unlocking: a waiter re-checks the inode
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def writable_dir(path: Path, option: str = "--out") -> Path:
+    """Create folder `path` (and parents) and check a file can be written in it, before any
+    long work; a UserError naming `option` otherwise."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path} is a file, not a folder: pass a folder.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path, prefix=".mdrbench-probe-"):
+            pass
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise UserError(
+            f"cannot write into {option} {path} ({why}): pass a folder you can write to."
+        ) from None
+    return path

@@ -96,7 +96,11 @@ def leaderboard_grp():
 @leaderboard_grp.command("build")
 @click.argument("results_dir", type=click.Path(exists=True, path_type=Path))
 @click.option(
-    "--out", "out", required=True, type=click.Path(path_type=Path), help="Site folder to (re)write."
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Site folder: new, empty, or a site this command wrote before (then replaced).",
 )
 @_builds_options
 @click.option(
@@ -113,9 +117,10 @@ def build_cmd(results_dir, out, datasets, data_dir, min_seeds, allow_few_seeds, 
 
     Example: mdrbench leaderboard build results/ --out site --dataset data/
     """
-    from mdrbench.leaderboard.site import build_site
+    from mdrbench.leaderboard.site import build_site, check_site_folder
     from mdrbench.validate import validate
 
+    check_site_folder(out, [results_dir])  # before any work: never replace what it did not write
     report = validate([results_dir], _known_builds(datasets, data_dir), min_seeds=min_seeds)
     blocking = [v for v in report.violations if not (allow_few_seeds and v.kind == "few_seeds")]
     if blocking:

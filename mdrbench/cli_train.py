@@ -33,11 +33,36 @@ def parse_seeds(text: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
-def _write(path: Path, record: dict) -> None:
+def _replace_file(path: Path, write) -> None:
+    """`write(tmp)` then rename over `path` (fsynced first): `path` is old or new, never half."""
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_result(path: Path, record: dict, test=None, scores=None) -> None:
+    """A run's result JSON and (given the test split's `(domain_id, label)` arrays and the
+    `scores`) its predictions beside it, as one unit: the JSON is the commit point, so an old
+    JSON is removed first and the new one renamed in last. A kill at any moment leaves
+    either no result or a complete pair."""
+    from mdrbench.validate import predictions_path
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(path)
+    path.unlink(missing_ok=True)
+    pred = predictions_path(path)
+    if test is not None:
+        write_predictions(pred, *test, scores)
+    else:
+        pred.unlink(missing_ok=True)  # a stale file of another run must not pair with this one
+    _replace_file(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
 
 
 def write_predictions(path: Path, domain_id, label, scores) -> None:
@@ -55,21 +80,16 @@ def write_predictions(path: Path, domain_id, label, scores) -> None:
         }
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
+    _replace_file(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 def save_result(record: dict, out: Path, test=None, scores=None) -> Path:
     """Write `record` into `out` (file name: `result_filename`); given the test split's
-    `(domain_id, label)` arrays and the `scores`, its predictions first, beside it."""
+    `(domain_id, label)` arrays and the `scores`, its predictions beside it (`write_result`)."""
     from mdrbench.trainer import result_filename
-    from mdrbench.validate import predictions_path
 
     path = Path(out) / result_filename(record)
-    if test is not None:
-        write_predictions(predictions_path(path), *test, scores)
-    _write(path, record)
+    write_result(path, record, test, scores)
     return path
 
 
@@ -89,35 +109,76 @@ def run_seeds(
     verbose: bool = False,
     data=None,
     predictions: bool = True,
+    force: bool = False,
 ) -> list[dict]:
     """Train one (model, method) for each seed; write one JSON per run into `out`, and
-    beside it the test predictions (`predictions`), written first."""
+    beside it the test predictions (`predictions`), as one unit (`write_result`).
+
+    Before any training: `out` must be writable; each run's result file is locked (a
+    concurrent mdrbench writing the same run fails at once); a finished result of the same
+    config and dataset build is kept and its seed not rerun; a result of a different config
+    is refused unless `force`."""
+    from mdrbench.atomic import Lock, writable_dir
     from mdrbench.data import load_dataset
+    from mdrbench.results import config_diff, finished_result, read_result, result_path
     from mdrbench.trainer import resolve_config, resolve_device, stderr_log, train
 
     run = resolve_config(model, method, overrides)  # refuse bad options before loading data
+    if out is not None:
+        out = writable_dir(out)
     if data is None:
         data = load_dataset(dataset, resolve_device(run.train.device))
-    records = []
-    for seed in seeds:
-        if not quiet:
-            stderr_log(f"== {data.info.name}: {model} + {method}, seed {seed}")
-        res = train(
-            data,
-            model,
-            method,
-            seed=seed,
-            run=resolve_config(model, method, overrides, dataset=data.info.name),
-            log=None if quiet else stderr_log,
-            log_domains=verbose,
-        )
-        if out is not None:
-            test = split_arrays(data.test) if predictions else None
-            path = save_result(res.record, out, test, res.test_scores)
+    name, sha = data.info.name, data.info.manifest_sha256
+    locks, todo, records = [], [], {}
+    try:
+        conflicts = []
+        for seed in seeds:
+            cfg = resolve_config(model, method, overrides, dataset=name)
+            cfg.train.seed = seed
+            if out is None:
+                todo.append((seed, cfg, None))
+                continue
+            path = result_path(out, name, model, method, seed)
+            locks.append(Lock(path.with_name(f".{path.stem}.lock"), f"writing {path}"))
+            if force:
+                todo.append((seed, cfg, path))
+                continue
+            old = read_result(path)
+            diff = [] if old is None else config_diff(old["config"], cfg.to_dict())
+            if old is not None and old["dataset"].get("manifest_sha256") != sha:
+                diff.insert(0, "dataset build (manifest sha256) differs")
+            if diff:
+                conflicts.append(f"{path} ({'; '.join(diff[:3])})")
+            elif finished_result(path, predictions) is not None:
+                records[seed] = old
+                if not quiet:
+                    stderr_log(f"kept {path}: a finished run of this config (--force reruns it)")
+            else:
+                todo.append((seed, cfg, path))
+        if conflicts:
+            raise UserError(
+                "a result of another config or build is already there: "
+                + "; ".join(conflicts[:3])
+                + (f"; and {len(conflicts) - 3} more" if len(conflicts) > 3 else "")
+                + ". Pass --force to replace it, or --out another folder."
+            )
+        for seed, cfg, path in todo:
             if not quiet:
-                stderr_log(f"wrote {path}")
-        records.append(res.record)
-    return records
+                stderr_log(f"== {name}: {model} + {method}, seed {seed}")
+            res = train(
+                data, model, method, seed=seed, run=cfg,
+                log=None if quiet else stderr_log, log_domains=verbose,
+            )  # fmt: skip
+            if path is not None:
+                test = split_arrays(data.test) if predictions else None
+                write_result(path, res.record, test, res.test_scores)
+                if not quiet:
+                    stderr_log(f"wrote {path}")
+            records[seed] = res.record
+    finally:
+        for lock in locks:
+            lock.release()
+    return [records[s] for s in seeds]
 
 
 @click.command("eval")
@@ -151,7 +212,13 @@ def run_seeds(
     help="Also write each run's test predictions (<stem>.predictions.parquet) for "
     "`mdrbench validate` to recompute the metrics from.",
 )
-def eval_cmd(dataset, model, method, seeds, epochs, sets, out, quiet, verbose, predictions):
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Rerun and replace results already in --out (by default a finished run of the same "
+    "config is kept, and one of another config is refused).",
+)
+def eval_cmd(dataset, model, method, seeds, epochs, sets, out, quiet, verbose, predictions, force):
     """Train MODEL with a learning framework, evaluate every domain, write one JSON per seed
     (and its test predictions, for `mdrbench validate`).
 
@@ -178,6 +245,7 @@ def eval_cmd(dataset, model, method, seeds, epochs, sets, out, quiet, verbose, p
         quiet,
         verbose,
         predictions=predictions,
+        force=force,
     )
     click.echo(render(domain_table(aggregate(records)), "md"))
 
@@ -287,6 +355,7 @@ def quickstart_cmd(out, epochs, seed, size, threads, quiet):
             out / "results",
             quiet,
             data=data,
+            force=True,  # quickstart's own working folder, rebuilt each time like its data
         )
     rows = aggregate(records)
     click.echo(render(domain_table(rows), "md"))

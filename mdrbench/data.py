@@ -163,11 +163,20 @@ def manifest_sha256(path: str | os.PathLike) -> str:
     return hashlib.sha256((Path(path) / "manifest.json").read_bytes()).hexdigest()
 
 
-def load_dataset(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> MDRData:
-    """Load a built dataset (a folder, or a name under the default data directory)."""
+def load_dataset(
+    name_or_path: str | os.PathLike, device: str | torch.device = "cpu", check: bool = True
+) -> MDRData:
+    """Load a built dataset (a folder, or a name under the default data directory).
+
+    `check`: first compare every file with the manifest (sizes and sha256; files unchanged
+    since their last check are not re-hashed): a damaged or edited dataset is refused."""
     import pyarrow.parquet as pq
 
+    from mdrbench.builders.manifest import check_dataset
+
     folder = resolve_dataset(name_or_path)
+    if check:
+        check_dataset(folder)
     raw = (folder / "manifest.json").read_bytes()
     try:
         manifest = json.loads(raw)

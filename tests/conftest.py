@@ -4,10 +4,18 @@ fixture of the same name (test_synth.py, test_download.py do), which then wins."
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from train_fixtures import write_dataset
 
 from mdrbench.data import load_dataset
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mdrbench_cache(tmp_path_factory):
+    """The dataset-check cache (mdrbench.paths.cache_dir) in a temporary folder, not ~/.cache."""
+    os.environ["MDRBENCH_CACHE"] = str(tmp_path_factory.mktemp("mdrbench-cache"))
 
 
 @pytest.fixture(scope="module")
