@@ -9,6 +9,8 @@ Layout of SITE_DIR:
     index.html            one sortable table per dataset build (+ the paper's reference rows)
     <dataset>.html        per-domain AUC table, heatmap (inline SVG), method x model matrix
     configs/<id>.json     the resolved config of each entry's runs
+    leaderboard.csv       the reproduced entries as data: one row per entry (index tables)
+    leaderboard.json      the same with each entry's per-domain AUCs (dataset pages)
     assets/style.css, assets/sort.js
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -402,7 +405,9 @@ def index_page(by_name: dict[str, dict[str, list[Entry]]], include_paper: bool,
         "the entries by mean test AUC (1 = best), then average over domains. Click a column "
         "header to sort; reproduced and reported rows sort separately.</p>",
         f'<p class="note">{h(n_files)} result file(s), {h(n_entries)} entr{"y" if n_entries == 1 else "ies"}, '
-        f"{h(n_pred)} predictions file(s) recomputed with the one evaluator.</p>",
+        f"{h(n_pred)} predictions file(s) recomputed with the one evaluator. As data: "
+        '<a href="leaderboard.csv">leaderboard.csv</a>, '
+        '<a href="leaderboard.json">leaderboard.json</a> (reproduced entries).</p>',
     ]
     if include_paper:
         parts.append(
@@ -491,6 +496,50 @@ def _config_doc(e: Entry) -> dict:
     }
 
 
+LEADERBOARD_COLUMNS = (
+    "dataset", "manifest_sha256", "model", "method", "variant", "ranked", "rank",
+    "auc_mean", "auc_std", "val_auc_mean", "n_seeds", "seeds", "n_parameters",
+    "train_seconds", "config", "id",
+)  # fmt: skip
+
+
+def _entry_row(e: Entry) -> dict:
+    return {
+        "dataset": e.dataset, "manifest_sha256": e.manifest_sha256, "model": e.model,
+        "method": e.method, "variant": e.variant, "ranked": e.ranked, "rank": e.rank,
+        "auc_mean": e.auc.mean, "auc_std": e.auc.std, "val_auc_mean": e.val_auc.mean,
+        "n_seeds": len(e.seeds), "seeds": e.seeds, "n_parameters": e.n_parameters,
+        "train_seconds": e.train_seconds.mean, "config": f"configs/{e.id}.json", "id": e.id,
+    }  # fmt: skip
+
+
+def leaderboard_data(entries: list[Entry]) -> tuple[str, str]:
+    """leaderboard.csv (one row per entry; seeds joined by spaces) and leaderboard.json
+    (the rows, each with "domains": {name: {"mean", "std", "n"}}), in the index's order."""
+    import csv
+    import io
+
+    rows = sorted(entries, key=lambda e: (e.dataset, e.manifest_sha256, not e.ranked,
+                                          e.rank if e.rank is not None else math.inf,
+                                          e.model, e.method, e.variant))  # fmt: skip
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(LEADERBOARD_COLUMNS)
+    docs = []
+    for e in rows:
+        row = _entry_row(e)
+        w.writerow(
+            [" ".join(map(str, v)) if k == "seeds" else "" if v is None else v
+             for k, v in row.items()]
+        )  # fmt: skip
+        row["domains"] = {
+            d: {"mean": s.mean, "std": s.std, "n": s.n} for d, s in e.domains.items()
+        }
+        docs.append(row)
+    doc = {"mdrbench_version": __version__, "entries": docs}
+    return buf.getvalue(), json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
 def build_site(
     results: list[LoadedResult],
     out: os.PathLike | str,
@@ -538,6 +587,7 @@ def build_site(
             files[page_file(name)] = dataset_page(
                 name, builds, domains_of, include_paper, show_unranked
             )
+        files["leaderboard.csv"], files["leaderboard.json"] = leaderboard_data(entries)
         for e in entries:
             files[f"configs/{e.id}.json"] = (
                 json.dumps(_config_doc(e), indent=2, ensure_ascii=False) + "\n"

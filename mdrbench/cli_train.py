@@ -256,14 +256,26 @@ def eval_cmd(dataset, model, method, seeds, epochs, sets, out, quiet, verbose, p
 @click.option(
     "--format", "fmt", type=click.Choice(["md", "csv", "latex"]), default="md", show_default=True
 )
-@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "val"]),
+    default=None,
+    help="Split to show. Default: test; with --long, both.",
+)
 @click.option(
     "--per-domain/--no-per-domain",
     default=True,
     show_default=True,
     help="Also Table VII per dataset.",
 )
-def table_cmd(results_dir, datasets, fmt, split, per_domain):
+@click.option(
+    "--long",
+    "long_",
+    is_flag=True,
+    help="With --format csv: one row per result x split x domain, every run (docs/api.md), "
+    "instead of the tables.",
+)
+def table_cmd(results_dir, datasets, fmt, split, per_domain, long_):
     """Tables of results: Table V (rows model+method, columns datasets: average AUC
     mean ± std over seeds, and RANK) and Table VII (AUC of each domain).
 
@@ -271,8 +283,13 @@ def table_cmd(results_dir, datasets, fmt, split, per_domain):
     mean rank), then the ranks are averaged over the domains.
 
     Example: mdrbench table results --dataset taobao-10 --format latex
+
+    Example: mdrbench table results --format csv --long > results.csv
     """
-    from mdrbench.results import aggregate, load_results, render, table_v, table_vii
+    from mdrbench.results import aggregate, load_results, render, results_frame, table_v, table_vii
+
+    if long_ and fmt != "csv":
+        raise UserError("--long is a CSV export: pass --format csv with it")
 
     results = load_results(results_dir)
     if datasets:
@@ -286,6 +303,13 @@ def table_cmd(results_dir, datasets, fmt, split, per_domain):
         results = [r for r in results if r["dataset"]["name"] in datasets]
     if not results:
         raise UserError(f"no result files (schema_version 1) under {results_dir}")
+    if long_:
+        df = results_frame(results)
+        if split is not None:
+            df = df.filter(df["split"] == split)
+        click.echo(df.write_csv(), nl=False)
+        return
+    split = split or "test"
     rows = aggregate(results, split)
     parts = [render(table_v(rows), fmt)]
     if per_domain:

@@ -235,6 +235,11 @@ def aggregate(results: Sequence[Mapping], split: str = "test") -> list[dict]:
             dup = sorted({s for s in seeds if seeds.count(s) > 1})
             raise UserError(f"{ds} {model} {method}: seed(s) {dup} appear in more than one file")
         m = [r["metrics"][split] for r in runs]
+        if any(x is None for x in m):
+            raise UserError(
+                f"{ds} {model} {method}: a result has no {split} metrics (a submission scored "
+                "without --val-predictions); show the test split"
+            )
         names: list[str] = []
         for x in m:
             names += [n for n in x["domains"] if n not in names]

@@ -281,6 +281,7 @@ def train(
         "train_seconds": train_seconds,
         "samples_per_second": samples / train_time if train_time > 0 else 0.0,
         "n_parameters": int(fw.n_parameters()),
+        "history": history,  # one entry per epoch: epoch, stage, loss, samples, seconds, val_auc
     }
     return RunResult(
         record=record, history=history, framework=fw, test_scores=evaluator.probs["test"]

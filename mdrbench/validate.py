@@ -288,6 +288,10 @@ def check_schema(d) -> list[str]:
     need("train_seconds", lambda x: _is_num(x) and x >= 0, "a number >= 0")
     need("samples_per_second", lambda x: x is None or (_is_num(x) and x >= 0), "a number >= 0")
     need("n_parameters", lambda x: _is_int(x) and x >= 0, "an integer >= 0")
+    if "history" in d:  # optional: per-epoch training history (mdrbench eval writes it)
+        need("history", lambda x: isinstance(x, list) and all(
+            isinstance(e, dict) and _is_int(e.get("epoch")) and e["epoch"] >= 1 for e in x
+        ), "a list of objects with an integer 'epoch' >= 1")  # fmt: skip
     if need("metrics", lambda x: isinstance(x, dict), "an object {val, test}"):
         for split in ("val", "test"):
             p = f"metrics.{split}."

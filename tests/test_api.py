@@ -78,6 +78,22 @@ def test_build_load_train_load_results_in_python(built, tmp_path, monkeypatch):
     assert row["auc"] == record["metrics"]["test"]["domains"][first_domain]["auc"]
     assert row["split_auc_mean"] == record["metrics"]["test"]["auc_mean"]
     assert row["manifest_sha256"] == ds.manifest_sha256
+    # Per-epoch history in the result file.
+    assert record["history"] == res.history and len(res.history) == 1
+    assert {"epoch", "stage", "loss", "val_auc"} <= record["history"][0].keys()
+    # The same long table from the CLI.
+    r = CliRunner().invoke(cli, ["table", str(out), "--format", "csv", "--long"])
+    assert r.exit_code == 0, r.output
+    import io
+
+    from polars.testing import assert_frame_equal
+
+    assert_frame_equal(pl.read_csv(io.StringIO(r.output), schema=df.schema), df)
+    r = CliRunner().invoke(cli, ["table", str(out), "--format", "csv", "--long", "--split", "val"])
+    assert pl.read_csv(io.StringIO(r.output))["split"].unique().to_list() == ["val"]
+    r = CliRunner().invoke(cli, ["table", str(out), "--long"])
+    assert r.exit_code != 0 and "--format csv" in str(r.exception)
+
     # The pandas view, where pandas is installed (it is no dependency).
     try:
         import pandas  # noqa: F401

@@ -147,6 +147,31 @@ def test_site_layout_and_config_links(site, report):
     assert [r["config"]["train"]["seed"] for r in cfg["runs"]] == [0, 1, 2]
 
 
+def test_site_offers_its_tables_as_csv_and_json(site, report):
+    import polars as pl
+
+    from mdrbench.leaderboard.site import LEADERBOARD_COLUMNS
+
+    entries = aggregate(report.results)
+    csv = pl.read_csv(site / "leaderboard.csv")
+    assert csv.columns == list(LEADERBOARD_COLUMNS) and csv.height == len(entries) == 5
+    doc = json.loads((site / "leaderboard.json").read_text())
+    assert [e["id"] for e in doc["entries"]] == csv["id"].to_list()
+    # Ranked entries first, best rank first; the one-seed entry is unranked.
+    ranked = csv.filter(pl.col("ranked"))
+    assert ranked["rank"].to_list() == sorted(ranked["rank"].to_list())
+    assert csv.filter(~pl.col("ranked"))["seeds"].to_list() == ["0"]
+    for e in entries:
+        row = next(d for d in doc["entries"] if d["id"] == e.id)
+        assert row["auc_mean"] == e.auc.mean and row["seeds"] == e.seeds
+        assert {k: v["mean"] for k, v in row["domains"].items()} == {
+            k: s.mean for k, s in e.domains.items()
+        }
+        assert (site / row["config"]).is_file()
+    assert "&lt;script&gt;" not in (site / "leaderboard.csv").read_text()  # data, not HTML
+    assert XSS in set(csv["method"])
+
+
 def test_site_needs_no_network(site):
     for f in site.rglob("*"):
         if f.suffix in (".html", ".css", ".js"):

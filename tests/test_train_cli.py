@@ -39,6 +39,7 @@ RESULT_KEYS = {
     "train_seconds",
     "samples_per_second",
     "n_parameters",
+    "history",
 }
 
 
