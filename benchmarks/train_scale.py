@@ -102,7 +102,7 @@ def scale_positives(n_users: int, n_items: int, train_rows: int, seed: int = 0):
     shares = np.array(AMAZON6_SAMPLES, dtype=np.float64)
     # int(n_u / r) negatives per user: users with one or two positives in a domain lose
     # most of a negative each to the truncation (measured: ~5.3% of the samples here), and
-    # the per-user split gives train less than 60 % (measured: 51.4 % at the default size,
+    # the per-user split gives train less than 60 % (measured: 51.4-51.7 % at the default size,
     # 53.7 % at the tests' 40,000 rows), so 52.5 % is assumed.
     samples = _allocate(int(train_rows / 0.525 / 0.947), shares)
     n_pos = np.round(samples * ratios / (1 + ratios)).astype(np.int64)

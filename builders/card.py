@@ -25,7 +25,9 @@ def dataset_card(spec: DatasetSpec, manifest: dict) -> str:
         "every review (reviewerID, asin, overall), exact duplicates of that triple dropped"
         if amazon
         else "distinct (user, item) clicks per theme, after dropping clicks whose user or item "
-        "has no pretrained embedding; themes numbered in order of first appearance"
+        "has no pretrained embedding; themes numbered by first appearance in the unfiltered "
+        "click log, themes left with no click skipped (the authors' "
+        "`dataset/Taobao/preprocess_data.py`)"
     )
     features = (
         "No features: models learn 128-d user, item and domain embeddings."

@@ -171,12 +171,14 @@ def stats_tables(manifest: dict, fmt: str = "md") -> str:
         raise UserError(f"--format must be md or csv, not '{fmt}'")
     t = manifest["totals"]
     n_samples = t["n_train"] + t["n_val"] + t["n_test"]
+    shares = "/".join(f"{100 * t[k] / max(n_samples, 1):.1f}" for k in ("n_train", "n_val", "n_test"))
     overall = _fmt_table(
-        ["Dataset", "#Domain", "#User", "#Item", "#Train", "#Val", "#Test", "Sample / Domain"],
+        ["Dataset", "#Domain", "#User", "#Item", "#Train", "#Val", "#Test", "Sample / Domain",
+         "Train/Val/Test %"],
         [[
             manifest["name"], str(t["n_domains"]), f"{t['n_users']:,}", f"{t['n_items']:,}",
             f"{t['n_train']:,}", f"{t['n_val']:,}", f"{t['n_test']:,}",
-            f"{n_samples // max(t['n_domains'], 1):,}",
+            f"{n_samples // max(t['n_domains'], 1):,}", shares,
         ]],
         fmt,
     )  # fmt: skip

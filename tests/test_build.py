@@ -15,6 +15,7 @@ from raw_fixtures import write_amazon, write_taobao
 from mdrbench.builders.build import build_dataset
 from mdrbench.builders.manifest import verify
 from mdrbench.builders.process import (
+    SPLIT,
     holdout_size,
     make_samples,
     sample_negatives,
@@ -22,7 +23,7 @@ from mdrbench.builders.process import (
     split_groups,
     split_sizes,
 )
-from mdrbench.builders.specs import DATASETS, PAPER_CTR_RATIOS, amazon_file_name
+from mdrbench.builders.specs import DATASETS, PAPER_CTR_RATIOS, SPEC_VERSION, amazon_file_name
 from mdrbench.cli import cli
 from mdrbench.errors import UserError
 
@@ -189,6 +190,11 @@ def test_build_amazon_contract(tmp_path):
     assert verify(path) == []
     card = (path / "README.md").read_text()
     assert "Gift Cards" in card and "@inproceedings{luo2023mamdr" in card and "Ni, Jianmo" in card
+    # Spec 2.0: the manifest names the split rule; the card describes it with its sources.
+    assert m["spec_version"] == SPEC_VERSION == "2.0" and m["split"] == SPLIT
+    assert "each user's negatives are split on their own" in card and "spec version 2.0" in card
+    assert "`dataset/Amazon/split.py`" in card and "`utils/tool.py`" in card
+    assert "Train/Val/Test %" in card
     assert not list((tmp_path / "out").glob(".*"))  # no temporary folder left
 
 
@@ -350,6 +356,10 @@ def test_cli_stats_verify_and_errors(tmp_path):
         and "0.32" in r.output
         and "#Train" in r.output
     )
+    t = json.loads((path / "manifest.json").read_text())["totals"]
+    shares = "/".join(f"{100 * t[k] / t['n_samples']:.1f}" for k in ("n_train", "n_val", "n_test"))
+    assert "Train/Val/Test %" in r.output and f" {shares} |" in r.output
+    assert t["n_test"] >= t["n_val"] and t["n_train"] < 0.6 * t["n_samples"]  # per-user split
     r = runner.invoke(cli, ["verify", str(path)])
     assert r.exit_code == 0 and "OK" in r.output
     with open(path / "val.parquet", "r+b") as f:
