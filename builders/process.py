@@ -23,7 +23,8 @@ SPLIT = {
     "utils/tool.py (split_stratified_into_train_val_test)",
 }
 SPLIT_DESCRIPTION = (
-    "60/20/20 train/val/test as the authors' code splits (`dataset/Amazon/split.py`, "
+    "60/20/20 train/val/test as the authors' code (github RManLuo/MAMDR) splits "
+    "(`dataset/Amazon/split.py`, "
     "`dataset/Taobao/split.py`: `save_train_val_test`; `utils/tool.py`: "
     "`split_stratified_into_train_val_test`): per domain, the positives are split once and "
     "each user's negatives are split on their own; every split has sklearn "

@@ -192,6 +192,7 @@ def test_build_amazon_contract(tmp_path):
     assert "Gift Cards" in card and "@inproceedings{luo2023mamdr" in card and "Ni, Jianmo" in card
     # Spec 2.0: the manifest names the split rule; the card describes it with its sources.
     assert m["spec_version"] == SPEC_VERSION == "2.0" and m["split"] == SPLIT
+    assert {DATASETS.get(n).version for n in DATASETS.names()} == {"2.0"}
     assert "each user's negatives are split on their own" in card and "spec version 2.0" in card
     assert "`dataset/Amazon/split.py`" in card and "`utils/tool.py`" in card
     assert "Train/Val/Test %" in card
