@@ -156,50 +156,40 @@ def check_dataset(path: Path) -> None:
 # Statistics tables
 
 
-def _fmt_table(header: list[str], rows: list[list[str]], fmt: str) -> str:
-    if fmt == "csv":
-        return "\n".join(",".join(c.replace(",", "") for c in r) for r in [header, *rows])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "| " + " | ".join(c.rjust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
-    sep = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
-    return "\n".join([line(header), sep, *(line(r) for r in rows)])
-
-
 def stats_tables(manifest: dict, fmt: str = "md") -> str:
-    """Table I (overall) and Tables II-IV (per domain) of the paper, from a manifest."""
-    if fmt not in ("md", "csv"):
-        raise UserError(f"--format must be md or csv, not '{fmt}'")
+    """Table I (overall) and Tables II-IV (per domain) of the paper, from a manifest, as
+    md, csv or latex (the one table renderer, `mdrbench.results.render`)."""
+    from mdrbench.results import Table, render
+
+    if fmt not in ("md", "csv", "latex"):
+        raise UserError(f"--format must be md, csv or latex, not '{fmt}'")
     t = manifest["totals"]
     n_samples = t["n_train"] + t["n_val"] + t["n_test"]
     shares = "/".join(f"{100 * t[k] / max(n_samples, 1):.1f}" for k in ("n_train", "n_val", "n_test"))
-    overall = _fmt_table(
+    overall = Table(
+        "Overall statistics (paper Table I)",
         ["Dataset", "#Domain", "#User", "#Item", "#Train", "#Val", "#Test", "Sample / Domain",
          "Train/Val/Test %"],
         [[
-            manifest["name"], str(t["n_domains"]), f"{t['n_users']:,}", f"{t['n_items']:,}",
-            f"{t['n_train']:,}", f"{t['n_val']:,}", f"{t['n_test']:,}",
-            f"{n_samples // max(t['n_domains'], 1):,}", shares,
+            manifest["name"], t["n_domains"], t["n_users"], t["n_items"], t["n_train"],
+            t["n_val"], t["n_test"], n_samples // max(t["n_domains"], 1), shares,
         ]],
-        fmt,
+        align="l" + "r" * 8,
     )  # fmt: skip
     rows = []
     for d in manifest["domains"]:
         n = d["n_pos"] + d["n_neg"]
         rows.append([
-            str(d["id"]), d["name"], f"{n:,}", f"{100 * n / max(n_samples, 1):.2f}%",
-            f"{d['ctr_ratio']:.2f}", f"{d['n_pos'] / max(d['n_neg'], 1):.3f}",
-            f"{d['n_users']:,}", f"{d['n_items']:,}", f"{d['n_pos']:,}", f"{d['n_neg']:,}",
-            f"{d['n_train']:,}", f"{d['n_val']:,}", f"{d['n_test']:,}",
+            d["id"], d["name"], n, f"{100 * n / max(n_samples, 1):.2f}%", d["ctr_ratio"],
+            d["n_pos"] / max(d["n_neg"], 1), d["n_users"], d["n_items"], d["n_pos"],
+            d["n_neg"], d["n_train"], d["n_val"], d["n_test"],
         ])  # fmt: skip
-    per_domain = _fmt_table(
+    per_domain = Table(
+        "Per-domain statistics (paper Tables II-IV)",
         ["id", "Domain", "#Samples", "Percentage", "CTR Ratio", "measured pos/neg",
          "#User", "#Item", "#Pos", "#Neg", "#Train", "#Val", "#Test"],
         rows,
-        fmt,
+        align="rl" + "r" * 11,
+        digits={5: 3},
     )  # fmt: skip
-    if fmt == "csv":
-        return overall + "\n\n" + per_domain
-    return (
-        f"Overall statistics (paper Table I)\n\n{overall}\n\n"
-        f"Per-domain statistics (paper Tables II-IV)\n\n{per_domain}"
-    )
+    return render(overall, fmt) + "\n" + render(per_domain, fmt)

@@ -274,78 +274,23 @@ def domain_table(entries: list[Entry], domains: list[str]) -> str:
 
 
 # Five stops of the viridis colour map (perceptually uniform, colour-blind safe).
-_STOPS = [
-    (0x44, 0x01, 0x54),
-    (0x3B, 0x52, 0x8B),
-    (0x21, 0x91, 0x8C),
-    (0x5E, 0xC9, 0x62),
-    (0xFD, 0xE7, 0x25),
-]
-
-
-def _colour(t: float) -> str:
-    t = min(max(t, 0.0), 1.0) * (len(_STOPS) - 1)
-    i = min(int(t), len(_STOPS) - 2)
-    f = t - i
-    a, b = _STOPS[i], _STOPS[i + 1]
-    return "#" + "".join(f"{round(x + (y - x) * f):02x}" for x, y in zip(a, b))
-
-
 def heatmap_svg(entries: list[Entry], domains: list[str]) -> str:
-    """Entries x domains, mean test AUC, as inline SVG (text labels escaped)."""
+    """Entries x domains, mean test AUC, as inline SVG by the one heatmap writer
+    (mdrbench/heatmap.py): a sequential scale over the shown range."""
+    from mdrbench.heatmap import heatmap_svg as draw
+    from mdrbench.heatmap import sequential
+
     rows = sorted(entries, key=lambda e: (not e.ranked, e.rank if e.rank is not None else 1e9))
     labels = [f"{e.model} + {e.method}" + (f" ({e.variant})" if e.variant else "") for e in rows]
-    vals = [
-        e.domains[d].mean
-        for e in rows
-        for d in domains
-        if d in e.domains and e.domains[d].mean is not None
-    ]
+    stats = [[e.domains.get(d) for d in domains] for e in rows]
+    matrix = [[None if s is None else s.mean for s in line] for line in stats]
+    vals = [v for line in matrix for v in line if v is not None]
     if not vals:
         return '<p class="empty">No per-domain AUC to draw.</p>'
-    lo, hi = min(vals), max(vals)
-    span = (hi - lo) or 1.0
-    cw, ch = 62, 24
-    left = 12 + 7 * max(len(s) for s in labels)
-    top = 12 + int(6.2 * max(len(d) for d in domains))
-    # Rotated column labels run up and to the right of their column.
-    width = left + max(cw * len(domains) + int(4.5 * max(len(d) for d in domains)), 290) + 10
-    height = top + ch * len(rows) + 34
-    parts = [
-        f'<svg class="heatmap" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="Heatmap of test AUC per domain">'
-    ]
-    for j, d in enumerate(domains):
-        x, y = left + j * cw + cw / 2, top - 6
-        parts.append(f'<text x="{x:.1f}" y="{y}" transform="rotate(-45 {x:.1f} {y})">{h(d)}</text>')
-    for i, (e, label) in enumerate(zip(rows, labels)):
-        y = top + i * ch
-        parts.append(
-            f'<text x="{left - 8}" y="{y + ch / 2 + 4:.1f}" text-anchor="end">{h(label)}</text>'
-        )
-        for j, d in enumerate(domains):
-            s = e.domains.get(d)
-            x = left + j * cw
-            if s is None or s.mean is None:
-                parts.append(
-                    f'<rect x="{x}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="#eeeeee"><title>{h(label)} / {h(d)}: no AUC</title></rect>'
-                )
-                continue
-            t = (s.mean - lo) / span
-            ink = "#000000" if t > 0.55 else "#ffffff"
-            parts.append(
-                f'<rect x="{x}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="{_colour(t)}">'
-                f"<title>{h(label)} / {h(d)}: {fmt_auc(s.mean, s.std)}</title></rect>"
-                f'<text x="{x + cw / 2 - 1:.1f}" y="{y + ch / 2 + 3:.1f}" text-anchor="middle" fill="{ink}">{s.mean:.3f}</text>'
-            )
-    y = top + ch * len(rows) + 14
-    for k in range(11):
-        parts.append(
-            f'<rect x="{left + k * 14}" y="{y}" width="14" height="10" fill="{_colour(k / 10)}"/>'
-        )
-    parts.append(f'<text x="{left + 160}" y="{y + 9}">{lo:.3f} to {hi:.3f}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    tips = [["no AUC" if s is None or s.mean is None else fmt_auc(s.mean, s.std) for s in line]
+            for line in stats]  # fmt: skip
+    return draw(matrix, labels, domains, lo=min(vals), hi=max(vals), colour=sequential,
+                scale="range", cell=(62, 24), digits=3, tips=tips)  # fmt: skip
 
 
 def matrix_table(cells: dict[tuple[str, str], tuple[str, float | None]], caption: str,

@@ -94,7 +94,9 @@ def build_cmd(name, raw_dir, out, domains, ctr_ratios, seed, on_bad_lines, offli
 
 @click.command("stats")
 @click.argument("name_or_path")
-@click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["md", "csv", "latex"]), default="md", show_default=True
+)
 def stats_cmd(name_or_path, fmt):
     """Print the paper's statistics tables (Table I; Tables II-IV per domain) of a built dataset.
 

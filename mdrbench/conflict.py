@@ -13,15 +13,12 @@ Which parameters: a rule over names (as `specific_params`), by default the dense
 domain's own tower gets no gradient from the other domains and would only shrink the
 cosines. The JSON lists the tensors used and those left out.
 
-Heatmaps are written without plotting libraries: SVG by hand and PNG with zlib + struct.
+Heatmaps come from the one heatmap writer, mdrbench/heatmap.py (no plotting library).
 """
 
 from __future__ import annotations
 
-import html
 import math
-import struct
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,6 +30,9 @@ from torch.func import functional_call
 from mdrbench.data import MDRData
 from mdrbench.errors import UserError
 from mdrbench.frameworks.base import specific_param_names
+from mdrbench.heatmap import diverging
+from mdrbench.heatmap import heatmap_png as _heatmap_png
+from mdrbench.heatmap import heatmap_svg as _heatmap_svg
 
 
 def sample_rows(data: MDRData, d: int, rows: int, seed: int, split: str = "train") -> Tensor:
@@ -169,109 +169,20 @@ def compute_conflict(model: nn.Module, data: MDRData, **kw) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- heatmaps
+# Drawn by the one heatmap writer (mdrbench/heatmap.py), on its diverging scale.
 
-_NEG = (33, 102, 172)  # cosine -1: blue
-_MID = (247, 247, 247)  # 0: white
-_POS = (178, 24, 43)  # +1: red
-_NAN = (190, 190, 190)
-
-
-def color(v: float | None) -> tuple[int, int, int]:
-    """Diverging colour of a cosine in [-1, 1]: blue (conflict) - white - red (agreement)."""
-    if v is None or math.isnan(v):
-        return _NAN
-    t = max(-1.0, min(1.0, v))
-    end = _POS if t >= 0 else _NEG
-    a = abs(t)
-    return tuple(round(m + (e - m) * a) for m, e in zip(_MID, end))  # type: ignore[return-value]
-
-
-def _hex(c: tuple[int, int, int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*c)
+color = diverging  # cosine in [-1, 1] -> RGB: blue (conflict) - white - red (agreement)
 
 
 def heatmap_svg(matrix: Sequence[Sequence[float | None]], labels: Sequence[str], title: str) -> str:
     """An SVG heatmap of a cosine matrix with row/column labels, cell values (up to 20
     domains) and a colour legend."""
-    n = len(matrix)
-    cell = max(12, min(40, 640 // max(n, 1)))
-    short = [lab if len(lab) <= 24 else lab[:23] + "…" for lab in labels]
-    left = 8 + 6.5 * max((len(s) for s in short), default=4)
-    top = 40 + 6.5 * max((len(s) for s in short), default=4)
-    width = left + n * cell + 90
-    height = top + n * cell + 20
-    esc = html.escape
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
-        f'font-family="sans-serif" font-size="11">',
-        f'<text x="8" y="18" font-size="14">{esc(title)}</text>',
-    ]
-    for i, lab in enumerate(short):
-        y = top + i * cell + cell / 2 + 4
-        out.append(f'<text x="{left - 4:.0f}" y="{y:.1f}" text-anchor="end">{esc(lab)}</text>')
-        x = left + i * cell + cell / 2 + 4
-        out.append(
-            f'<text x="{x:.1f}" y="{top - 4:.0f}" transform="rotate(-90 {x:.1f} {top - 4:.0f})">'
-            f"{esc(lab)}</text>"
-        )
-    for i, row in enumerate(matrix):
-        for j, v in enumerate(row):
-            x, y = left + j * cell, top + i * cell
-            tip = "n/a" if v is None else f"{v:.3f}"
-            out.append(
-                f'<rect x="{x:.0f}" y="{y:.0f}" width="{cell}" height="{cell}" '
-                f'fill="{_hex(color(v))}" stroke="#ffffff" stroke-width="0.5">'
-                f"<title>{esc(labels[i])} / {esc(labels[j])}: {tip}</title></rect>"
-            )
-            if n <= 20 and v is not None and cell >= 28:
-                ink = "#ffffff" if abs(v) > 0.6 else "#000000"
-                out.append(
-                    f'<text x="{x + cell / 2:.1f}" y="{y + cell / 2 + 3:.1f}" font-size="9" '
-                    f'text-anchor="middle" fill="{ink}">{v:.2f}</text>'
-                )
-    lx = left + n * cell + 20
-    steps = 20
-    h = max(n * cell, 100) / steps
-    for k in range(steps):
-        v = 1 - 2 * (k + 0.5) / steps
-        out.append(
-            f'<rect x="{lx:.0f}" y="{top + k * h:.1f}" width="14" height="{h + 0.5:.1f}" '
-            f'fill="{_hex(color(v))}"/>'
-        )
-    for v, y in (("+1", top + 8), ("0", top + steps * h / 2 + 4), ("-1", top + steps * h)):
-        out.append(f'<text x="{lx + 18:.0f}" y="{y:.1f}">{v}</text>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+    return _heatmap_svg(matrix, labels, labels, title=title, lo=-1.0, hi=1.0)
 
 
 def heatmap_png(matrix: Sequence[Sequence[float | None]], cell: int | None = None) -> bytes:
-    """A PNG (8-bit RGB) of the cosine matrix: one square of `cell` pixels per pair, a
-    1-pixel white grid; no text (the SVG has the labels)."""
-    n = len(matrix)
-    cell = cell or max(4, min(32, 640 // max(n, 1)))
-    size = n * cell
-    rows = []
-    for i in range(n):
-        line = bytearray()
-        for j in range(n):
-            r, g, b = color(matrix[i][j])
-            line += bytes((r, g, b)) * (cell - 1) + b"\xff\xff\xff"
-        for y in range(cell):
-            rows.append(b"\x00" + (bytes(line) if y < cell - 1 else b"\xff" * (3 * size)))
-    raw = b"".join(rows)
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw, 9))
-        + chunk(b"IEND", b"")
-    )
+    """A PNG of the cosine matrix (colours only; the SVG has the labels)."""
+    return _heatmap_png(matrix, cell)
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -320,12 +320,16 @@ def add_ranks(rows: list[dict]) -> list[dict]:
 
 @dataclass
 class Table:
-    """Cells: str, float, (mean, std) or None. `bold` = (row, col) cells to emphasise."""
+    """Cells: str, int, float, (mean, std) or None. `bold` = (row, col) cells to emphasise;
+    `align`: one "l" or "r" per column (default: all left in md; l, l, then c in latex);
+    `digits`: decimals of a column's floats in md and latex (default 2)."""
 
     title: str
     columns: list[str]
     rows: list[list[Any]]
     bold: set[tuple[int, int]] = field(default_factory=set)
+    align: str = ""
+    digits: dict[int, int] = field(default_factory=dict)
 
 
 def _ms(r: Mapping, value: tuple[float, float] | None):
@@ -435,9 +439,11 @@ def domain_table(rows: list[dict], dataset: str | None = None) -> Table:
 # ----------------------------------------------------------------------------- rendering
 
 
-def _fmt(c: Any, fmt: str) -> str:
+def _fmt(c: Any, fmt: str, digits: int = 2) -> str:
     if c is None:
         return "-"
+    if isinstance(c, int) and not isinstance(c, bool):
+        return f"{c:,}"
     if isinstance(c, tuple):
         m, s = c
         if m is None or math.isnan(m):
@@ -447,7 +453,7 @@ def _fmt(c: Any, fmt: str) -> str:
         pm = " $\\pm$ " if fmt == "latex" else " ± "
         return f"{m:.4f}{pm}{s:.4f}"
     if isinstance(c, float):
-        return "-" if math.isnan(c) else f"{c:.2f}"
+        return "-" if math.isnan(c) else f"{c:.{digits}f}"
     return str(c)
 
 
@@ -488,7 +494,7 @@ def render(table: Table, fmt: str = "md") -> str:
                     line.append("" if c is None else c)
             w.writerow(line)
         return buf.getvalue()
-    cells = [[_fmt(c, fmt) for c in row] for row in table.rows]
+    cells = [[_fmt(c, fmt, table.digits.get(j, 2)) for j, c in enumerate(row)] for row in table.rows]
     for i, j in table.bold:
         if cells[i][j] != "-":
             cells[i][j] = f"**{cells[i][j]}**" if fmt == "md" else f"\\textbf{{{cells[i][j]}}}"
@@ -497,14 +503,21 @@ def render(table: Table, fmt: str = "md") -> str:
             max(len(h), *(len(r[j]) for r in cells)) if cells else len(h)
             for j, h in enumerate(table.columns)
         ]
-        lines = [f"**{table.title}**", ""]
-        lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(table.columns, widths)) + " |")
-        lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-        for r in cells:
-            lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+        right = [a == "r" for a in table.align] or [False] * len(widths)
+
+        def line(r):
+            return "| " + " | ".join(
+                c.rjust(w) if rj else c.ljust(w) for c, w, rj in zip(r, widths, right)
+            ) + " |"  # fmt: skip
+
+        lines = [f"**{table.title}**", ""] if table.title else []
+        lines.append(line(table.columns))
+        lines.append("|" + "|".join("-" * (w + 1) + (":" if rj else "-")
+                                    for w, rj in zip(widths, right)) + "|")  # fmt: skip
+        lines += [line(r) for r in cells]
         return "\n".join(lines) + "\n"
     if fmt == "latex":
-        spec = "l" * 2 + "c" * (len(table.columns) - 2)
+        spec = table.align or "l" * 2 + "c" * (len(table.columns) - 2)
         lines = [
             "\\begin{table}[t]",
             f"\\caption{{{_latex_escape(table.title)}}}",
