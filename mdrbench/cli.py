@@ -19,6 +19,7 @@ COMMANDS = {
     "verify": "mdrbench.cli_data:verify_cmd",
     "synth": "mdrbench.cli_data:synth_cmd",
     "eval": "mdrbench.cli_train:eval_cmd",
+    "sweep": "mdrbench.cli_sweep:sweep_cmd",
     "table": "mdrbench.cli_train:table_cmd",
     "quickstart": "mdrbench.cli_train:quickstart_cmd",
     "conflict": "mdrbench.cli_conflict:conflict_cmd",

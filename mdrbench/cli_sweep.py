@@ -1,0 +1,259 @@
+"""`mdrbench sweep`: the benchmark grid in one command (mdrbench/sweep.py does the work).
+
+No torch at import time (the run resolution in the command body imports the trainer).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mdrbench.errors import UserError
+
+# Keys of a grid TOML file: the command's options (docs/sweep.md).
+GRID_KEYS = {"dataset", "model", "method", "seeds", "epochs", "set", "out", "jobs", "backend",
+             "address", "retries", "gpus_per_run"}  # fmt: skip
+
+
+def read_grid(path: Path) -> dict[str, Any]:
+    """A grid TOML file -> option values (lists for dataset/model/method, a dict of value
+    lists for `set`)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        grid = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"--grid {path}: cannot read it ({exc.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"--grid {path}: not valid TOML ({exc})") from None
+    unknown = sorted(set(grid) - GRID_KEYS)
+    if unknown:
+        raise UserError(
+            f"--grid {path}: unknown key(s) {', '.join(unknown)}; keys: {', '.join(sorted(GRID_KEYS))}"
+        )
+    out = dict(grid)
+    for key in ("dataset", "model", "method"):
+        if key in out:
+            v = out[key]
+            out[key] = [str(x) for x in v] if isinstance(v, list) else [str(v)]
+    if "seeds" in out:
+        s = out["seeds"]
+        out["seeds"] = ",".join(map(str, s)) if isinstance(s, list) else str(s)
+    if "set" in out:
+        if not isinstance(out["set"], dict):
+            raise UserError(f"--grid {path}: 'set' must be a table, e.g. [set] beta = [0.1, 0.5]")
+        # A list is the values to sweep; a single list value is written [[64, 32]].
+        out["set"] = {k: (v if isinstance(v, list) else [v]) for k, v in out["set"].items()}
+        for k, v in out["set"].items():
+            if not v:
+                raise UserError(f"--grid {path}: set.{k} is an empty list")
+    if "out" in out:
+        out["out"] = Path(out["out"])
+    return out
+
+
+@click.command("sweep")
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    help="A built dataset's folder or name (repeatable, or comma-separated).",
+)
+@click.option("--model", "models", multiple=True, help="Models: mlp,mmoe (or all).")
+@click.option(
+    "--method", "methods", multiple=True, help="Learning frameworks: alternate,mamdr (or all)."
+)
+@click.option("--seeds", default=None, help="Seeds: 0,1,2 or 0-4.  [default: 0,1,2]")
+@click.option("--epochs", type=int, default=None, help="Most epochs per stage (= --set epochs=N).")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="NAME=V1,V2",
+    help="A hyperparameter, or a grid of its values (repeatable). A list value "
+    "in brackets: --set hidden=[64,32],[128,64].",
+)
+@click.option(
+    "--grid",
+    "grid_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A TOML file with these options (options given here win).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the results (and each run's .log).  [default: results]",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    default=None,
+    help="local: processes on this machine; ray: Ray tasks (pip install "
+    "'mdrbench[ray]').  [default: local]",
+)
+@click.option(
+    "--jobs",
+    type=int,
+    default=None,
+    help="Runs at once. local default 1; ray default: the cluster's CPUs / threads.",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray: the cluster's address (default: $RAY_ADDRESS, else a local Ray).",
+)
+@click.option(
+    "--gpus-per-run",
+    type=float,
+    default=None,
+    help="Ray: GPUs each run asks for (e.g. 1, or 0.25 to share one).  [default: 0]",
+)
+@click.option(
+    "--retries",
+    type=int,
+    default=None,
+    help="Times a failing run is retried before it is reported.  [default: 1]",
+)
+@click.option(
+    "--recompute",
+    is_flag=True,
+    help="Before skipping a finished run, recompute its metrics from its "
+    "predictions (as mdrbench validate does).",
+)
+@click.option("--dry-run", is_flag=True, help="List the runs and their state; run nothing.")
+@click.pass_context
+def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, sets, grid_file, out, backend,
+              jobs, address, gpus_per_run, retries, recompute, dry_run):  # fmt: skip
+    """Run every combination of datasets x models x methods x --set values x seeds through
+    `mdrbench eval`, on this machine or a Ray cluster. Resumable: rerun the same command
+    after a crash or Ctrl-C and it skips every run whose result and predictions exist and
+    validate; a killed run leaves nothing that counts. A failing run is retried, then
+    reported with its log; the others go on.
+
+    Threads per run: --set threads=N, else local: cores / jobs; ray: 1.
+
+    Example: mdrbench sweep --dataset taobao-10 --model mlp,mmoe --method alternate,mamdr --seeds 0,1,2 --jobs 2 --out results
+
+    Example: mdrbench sweep --dataset amazon-6 --model mlp --method mamdr --set beta=0.1,0.5 --dry-run
+
+    Example: mdrbench sweep --grid grid.toml --backend ray --address auto
+    """
+    from mdrbench import sweep as sw
+    from mdrbench.cli_train import parse_seeds
+
+    grid = read_grid(grid_file) if grid_file is not None else {}
+    datasets = list(datasets) or grid.get("dataset", [])
+    models = list(models) or grid.get("model", ["mlp"])
+    methods = list(methods) or grid.get("method", ["alternate"])
+    seeds_list = parse_seeds(seeds if seeds is not None else grid.get("seeds", "0,1,2"))
+    set_values = dict(grid.get("set", {}))
+    set_values.update(sw.parse_grid_sets(sets))
+    epochs = epochs if epochs is not None else grid.get("epochs")
+    if epochs is not None:
+        set_values["epochs"] = [epochs]
+    out = out if out is not None else grid.get("out", Path("results"))
+    backend = backend or grid.get("backend", "local")
+    if backend not in ("local", "ray"):
+        raise UserError(f"backend '{backend}': expected local or ray")
+    jobs = jobs if jobs is not None else grid.get("jobs")
+    address = address or grid.get("address")
+    gpus = gpus_per_run if gpus_per_run is not None else grid.get("gpus_per_run", 0)
+    retries = retries if retries is not None else grid.get("retries", 1)
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {jobs}")
+    if retries < 0:
+        raise UserError(f"--retries must be >= 0, got {retries}")
+    if address and backend != "ray":
+        raise UserError("--address is for --backend ray")
+    if not datasets:
+        raise UserError("no dataset: give --dataset NAME_OR_PATH (or dataset = [...] in --grid)")
+
+    runs = sw.expand(datasets, models, methods, seeds_list, set_values, out)
+    cores = sw.usable_cores()
+    if backend == "local":
+        jobs = jobs or 1
+        default_threads = max(1, cores // jobs)
+    else:
+        default_threads = 1
+    for run in runs:
+        t = run.overrides.get("threads", run.overrides.get("train.threads"))
+        run.threads = int(t) if t is not None and int(t) > 0 else default_threads
+    if backend == "local":
+        most = max((r.threads for r in runs), default=1)
+        if jobs * most > cores:
+            click.echo(f"warning: {jobs} jobs x {most} threads > {cores} cores: runs will "
+                       "compete for the CPUs (fewer --jobs or --set threads=1)", err=True)  # fmt: skip
+
+    if dry_run:
+        _dry_run(runs, recompute)
+        return
+    be = sw.LocalBackend(jobs) if backend == "local" else sw.RayBackend(address, jobs, default_threads, gpus)  # fmt: skip
+    try:
+        click.echo(
+            f"Sweep: {len(runs)} runs into {out} · {be.name} backend, {be.slots} at once x "
+            f"{default_threads} thread(s) ({cores} cores here)",
+            err=True,
+        )
+        summary = sw.sweep(runs, be, retries=retries, recompute=recompute)
+    finally:
+        be.close()
+    _report(summary, runs, out, datasets)
+    if summary.interrupted:
+        ctx.exit(130)
+    if summary.failed:
+        ctx.exit(1)
+
+
+def _dry_run(runs, recompute: bool) -> None:
+    from mdrbench import sweep as sw
+
+    counts: dict[str, int] = {}
+    rows, notes = [], []
+    for i, run in enumerate(runs, 1):
+        st = sw.run_status(run, recompute)
+        counts[st.state] = counts.get(st.state, 0) + 1
+        if st.reason:
+            notes.append(f"  #{i} {st.state}: {st.reason}")
+        rows.append((str(i), run.dataset_name, run.model, run.method, run.label or "-",
+                     str(run.seed), st.state, str(run.path)))  # fmt: skip
+    head = ("#", "dataset", "model", "method", "set", "seed", "state", "result")
+    widths = [max(len(r[k]) for r in [head, *rows]) for k in range(len(head) - 1)]
+    for r in [head, *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    for note in notes:
+        click.echo(note)
+    states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    click.echo(f"{len(runs)} runs: {states}. done = skipped; todo/redo = to run; "
+               "conflict = a result of another config or build is in the way.")  # fmt: skip
+
+
+def _report(summary, runs, out: Path, datasets) -> None:
+    from mdrbench import sweep as sw
+
+    s = summary
+    click.echo(
+        f"Sweep {'interrupted' if s.interrupted else 'finished'}: {len(runs)} runs: "
+        f"{len(s.skipped)} already done (skipped), {len(s.done)} done now, "
+        f"{len(s.failed)} failed"
+        + (f", {len(s.not_run)} not run" if s.interrupted else "")
+        + f"; {sw.fmt_seconds(s.seconds)}."
+    )
+    for run, reason in s.failed:
+        click.echo(f"  FAILED {run.describe()}: {reason}\n         log: {run.log}")
+    if s.interrupted or s.failed:
+        click.echo("Rerun the same command to resume: finished runs are skipped.")
+    labels = sorted({r.label for r in runs})
+    folders = [out / label if label else out for label in labels]
+    click.echo("Next:")
+    for f in folders:
+        click.echo(f"  mdrbench table {f}")
+    ds = " ".join(f"--dataset {d}" for d in dict.fromkeys(r.dataset for r in runs))
+    click.echo(f"  mdrbench validate {out} {ds} --require-predictions")
+    click.echo(f"  mdrbench leaderboard build {folders[0]} --out site")

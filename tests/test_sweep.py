@@ -1,0 +1,240 @@
+"""`mdrbench sweep`: the grid, resuming after a kill, retries, Ctrl-C, and the Ray backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from train_fixtures import write_dataset
+
+from mdrbench.cli import cli, main
+from mdrbench.errors import UserError
+from mdrbench.sweep import WALL_TIME_KEYS, grid_points, parse_grid_sets, split_values
+
+REPO = Path(__file__).resolve().parents[1]
+# The 2 x 2 x 2 sweep of the issue: models x methods x seeds, tiny and single-threaded.
+GRID = ["--model", "mlp,wdl", "--method", "alternate,joint", "--seeds", "0,1", "--epochs", "1"]
+TINY = ["--set", "emb_dim=8", "--set", "hidden=[16]", "--set", "batch_size=64",
+        "--set", "threads=1", "--set", "device=cpu"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("data"), "taobao")
+
+
+def _args(dataset, out, *extra):
+    return ["sweep", "--dataset", str(dataset), *GRID, *TINY, "--out", str(out), *extra]
+
+
+def _sweep(dataset, out, *extra):
+    return CliRunner().invoke(cli, _args(dataset, out, *extra), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def fresh(dataset, tmp_path_factory):
+    """A fresh, uninterrupted sweep: the reference the other sweeps must equal."""
+    out = tmp_path_factory.mktemp("fresh")
+    res = _sweep(dataset, out, "--jobs", "2")
+    assert res.exit_code == 0, res.output
+    assert "8 done now" in res.output
+    return out
+
+
+def _results(out: Path) -> dict[str, dict]:
+    """Each result (wall-time fields dropped) and its predictions table, by relative path."""
+    got = {}
+    for f in sorted(out.rglob("*.json")):
+        rec = {k: v for k, v in json.loads(f.read_text()).items() if k not in WALL_TIME_KEYS}
+        pred = f.with_name(f.stem + ".predictions.parquet")
+        got[str(f.relative_to(out))] = {"record": rec, "predictions": pq.read_table(pred)}
+    return got
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    ra, rb = _results(a), _results(b)
+    assert sorted(ra) == sorted(rb) and len(ra) == 8
+    for name in ra:
+        assert ra[name]["record"] == rb[name]["record"], name  # metrics bit for bit
+        assert ra[name]["predictions"].equals(rb[name]["predictions"]), name
+
+
+def test_split_values_and_grid_points():
+    assert split_values("0.1,0.5") == ["0.1", "0.5"]
+    assert split_values("[64,32],[128,64]") == ["[64,32]", "[128,64]"]
+    sets = parse_grid_sets(["beta=0.1,0.5", "hidden=[16]", "lr=0.01,0.001"])
+    points = grid_points(sets)
+    assert len(points) == 4
+    assert points[0] == ({"beta": "0.1", "hidden": "[16]", "lr": "0.01"}, "beta=0.1,lr=0.01")
+    with pytest.raises(UserError, match="--seeds"):
+        grid_points({"seed": ["1", "2"]})
+
+
+def test_dry_run_lists_every_run_and_grid_points_get_their_own_folder(dataset, tmp_path):
+    res = _sweep(dataset, tmp_path, "--set", "dropout=0.1,0.5", "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert "16 runs: 16 todo" in res.output
+    assert f"{tmp_path}/dropout=0.1/tiny-taobao-3__wdl__joint__seed1.json" in res.output
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_grid_file_is_the_same_as_the_options(dataset, tmp_path):
+    grid = tmp_path / "grid.toml"
+    grid.write_text(
+        f'dataset = "{dataset}"\nmodel = ["mlp", "wdl"]\nmethod = "alternate,joint"\n'
+        'seeds = [0, 1]\nepochs = 1\n[set]\nemb_dim = 8\nhidden = [[16]]\nbatch_size = 64\n'
+        'threads = 1\ndevice = "cpu"\n'
+    )
+    by_file = CliRunner().invoke(
+        cli, ["sweep", "--grid", str(grid), "--out", str(tmp_path), "--dry-run"]
+    )
+    by_options = _sweep(dataset, tmp_path, "--dry-run")
+    assert by_file.exit_code == 0, by_file.output
+    assert by_file.output == by_options.output
+    grid.write_text("modle = 'mlp'\n")
+    res = CliRunner().invoke(cli, ["sweep", "--grid", str(grid), "--dry-run"])
+    assert isinstance(res.exception, UserError) and "unknown key(s) modle" in str(res.exception)
+
+
+def test_killed_sweep_resumes_and_equals_a_fresh_one(dataset, fresh, tmp_path):
+    """Must show: 2 x 2 x 2, --jobs 2, killed (SIGKILL, the whole process group) after the
+    first result; the rerun finishes, skips what was done, and equals a fresh sweep."""
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "mdrbench.cli", *_args(dataset, out, "--jobs", "2")]
+    proc = subprocess.Popen(args, cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.json")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no result after 120 s"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = {f.name: (f.read_bytes(), f.stat().st_mtime_ns) for f in out.glob("*.json")}
+    assert 1 <= len(first) < 8, "the sweep was not interrupted"
+
+    res = _sweep(dataset, out, "--jobs", "2")
+    assert res.exit_code == 0, res.output
+    assert f"{len(first)} already done (skipped), {8 - len(first)} done now, 0 failed" in res.output
+    for name, (data, mtime) in first.items():  # what was done is not redone
+        assert (out / name).read_bytes() == data and (out / name).stat().st_mtime_ns == mtime
+    assert_same_results(out, fresh)
+    again = _sweep(dataset, out, "--jobs", "2")
+    assert "8 already done (skipped), 0 done now" in again.output
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(dataset, fresh, tmp_path):
+    out = tmp_path / "interrupted"
+    args = [sys.executable, "-m", "mdrbench.cli", *_args(dataset, out, "--jobs", "2")]
+    proc = subprocess.Popen(args, cwd=REPO, start_new_session=True, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.json")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no result after 120 s"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "Sweep interrupted" in output and "Rerun the same command" in output
+    assert "Traceback" not in output
+    res = _sweep(dataset, out, "--jobs", "2")
+    assert res.exit_code == 0 and " 0 failed" in res.output, res.output
+    assert_same_results(out, fresh)
+
+
+def test_half_written_results_are_redone_and_other_configs_refused(dataset, fresh, tmp_path):
+    out = tmp_path / "r"
+    files = sorted(fresh.glob("*"))
+    out.mkdir()
+    for f in files:
+        if not f.name.endswith(".log"):
+            (out / f.name).write_bytes(f.read_bytes())
+    name = "tiny-taobao-3__mlp__alternate__seed0"
+    (out / f"{name}.json").write_text('{"schema_version": 1, "dataset"')  # cut mid-write
+    (out / "tiny-taobao-3__wdl__joint__seed1.predictions.parquet").unlink()  # JSON alone
+    pred = out / "tiny-taobao-3__mlp__joint__seed1.predictions.parquet"
+    pred.write_bytes(pred.read_bytes()[:100])  # truncated predictions
+    res = _sweep(dataset, out, "--dry-run")
+    assert "5 done, 3 redo" in res.output, res.output
+    res = _sweep(dataset, out, "--jobs", "2")
+    assert "5 already done (skipped), 3 done now, 0 failed" in res.output, res.output
+    assert_same_results(out, fresh)
+    # results of another configuration in the way: refused, nothing touched
+    before = {f: f.read_bytes() for f in out.glob("*.json")}
+    res = CliRunner().invoke(cli, _args(dataset, out, "--set", "lr=0.01"))
+    assert isinstance(res.exception, UserError)
+    assert "another configuration (train.lr: 0.001 there, 0.01 here)" in str(res.exception)
+    assert before == {f: f.read_bytes() for f in out.glob("*.json")}
+
+
+def test_a_failing_run_is_retried_then_reported_and_the_others_finish(dataset, tmp_path):
+    broken = write_dataset(tmp_path / "broken", "amazon")
+    (broken / "train.parquet").write_bytes(b"not parquet")
+    out = tmp_path / "out"
+    args = ["sweep", "--dataset", str(dataset), "--dataset", str(broken), "--model", "mlp",
+            "--method", "alternate", "--seeds", "0", "--epochs", "1", *TINY,
+            "--out", str(out), "--retries", "2"]  # fmt: skip
+    res = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert res.exit_code == 1, res.output
+    assert "1 done now, 1 failed" in res.output
+    log = out / "tiny-amazon-3__mlp__alternate__seed0.log"
+    assert "FAILED tiny-amazon-3 mlp+alternate seed 0: exit status" in res.output
+    assert f"log: {log}" in res.output
+    text = log.read_text()
+    assert "== attempt 3:" in text and "== attempt 3 failed" in text and "== attempt 4" not in text
+    assert (out / "tiny-taobao-3__mlp__alternate__seed0.json").is_file()
+    assert not (out / "tiny-amazon-3__mlp__alternate__seed0.json").exists()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--model", "mlpp"], "unknown model 'mlpp'"),
+        (["--set", "betaa=0.1,0.5"], "unknown hyperparameter 'betaa'"),
+        (["--set", "lr=0.1,abc"], "expected float"),
+        (["--jobs", "0"], "--jobs must be >= 1"),
+        (["--set", "seed=1,2"], "--seeds"),
+    ],
+)
+def test_user_errors_exit_2_before_anything_runs(dataset, tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--dataset", str(dataset), "--out", str(tmp_path / "o"), *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_ray_backend_without_ray_names_the_extra(dataset, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(SystemExit) as exc:
+        main(_args(dataset, tmp_path, "--backend", "ray"))
+    assert exc.value.code == 2
+    assert "pip install 'mdrbench[ray]'" in capsys.readouterr().err
+
+
+def test_sweep_module_imports_neither_ray_nor_torch():
+    code = ("import sys, mdrbench.cli_sweep, mdrbench.sweep; "
+            "assert 'ray' not in sys.modules and 'torch' not in sys.modules")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ray_backend_equals_local(dataset, fresh, tmp_path):
+    """Must show: the same sweep on a local Ray (num_cpus=2) gives the local backend's
+    results, bit for bit. Skipped without the extra (pip install 'mdrbench[ray]')."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        res = _sweep(dataset, tmp_path, "--backend", "ray")
+    finally:
+        ray.shutdown()
+    assert res.exit_code == 0, res.output
+    assert "8 done now, 0 failed" in res.output
+    assert_same_results(tmp_path, fresh)
