@@ -1,16 +1,17 @@
 """`mdrbench sweep`: a grid of `mdrbench eval` runs, resumable, on this machine or Ray.
 
 - `expand(...)`: datasets x models x methods x `--set` grid points x seeds -> `Run`s, each
-  with its result path (the rule `mdrbench eval` uses: `trainer.result_filename`) and its
+  with its result path (the rule `mdrbench eval` uses: `results.result_path`) and its
   resolved config (`trainer.resolve_config`), so a bad name or value stops the sweep before
   anything runs.
 - `run_status(run)`: "done" (its result and predictions exist and validate, and are this
-  run's: same build, model, method, seed and config), "todo" (nothing there), "redo" (a
-  half-written, corrupt or inconsistent leftover: it does not count and is redone), or
-  "conflict" (a valid result of another config or build holds the path: refused).
+  run's: same build, model, method, seed and config), "todo" (no result), "redo" (a
+  result of this run whose predictions are missing, truncated or inconsistent: it does not
+  count and is redone), or "conflict" (a result of another config or build, or a file that
+  is not a result, holds the path: refused, as `mdrbench eval` refuses it).
 - `execute(run)`: one run, through `cli_train.run_seeds` (the code `mdrbench eval` runs),
-  which writes the predictions and then the JSON, each atomically: a run killed mid-way
-  leaves no JSON, hence nothing that counts.
+  which writes the predictions and then the JSON as one unit: a run killed mid-way leaves
+  no JSON, hence nothing that counts.
 - `sweep(...)`: skips what is done, runs the rest on a backend (`LocalBackend`: one process
   per run, forked from a server that has the trainer imported; `RayBackend`: one Ray task
   per run), retries failures, shows one progress line and returns a `Summary`.
@@ -37,10 +38,6 @@ from pathlib import Path
 from typing import Any
 
 from mdrbench.errors import UserError
-
-# Result fields that measure wall time: two runs of one config and seed differ only there.
-WALL_TIME_KEYS = frozenset({"train_seconds", "samples_per_second"})
-
 
 # ----------------------------------------------------------------------------- the grid
 
@@ -115,6 +112,7 @@ class Run:
     path: Path  # the result JSON
     config: dict = field(default_factory=dict)  # the resolved config (RunConfig.to_dict)
     threads: int = 1
+    redo: bool = False  # replace the files there (a result of this run that does not count)
 
     @property
     def predictions(self) -> Path:
@@ -140,6 +138,7 @@ class Run:
             "overrides": {**self.overrides, "threads": self.threads},
             "out": str(self.path.parent),
             "log": str(self.log),
+            "force": self.redo,
         }
 
 
@@ -181,7 +180,8 @@ def expand(
     entry run one after the other, so entries complete early)."""
     from mdrbench.frameworks import FRAMEWORKS
     from mdrbench.models import MODELS
-    from mdrbench.trainer import resolve_config, result_filename
+    from mdrbench.results import result_path
+    from mdrbench.trainer import resolve_config
 
     models = names_or_all(models, MODELS, "model")
     methods = names_or_all(methods, FRAMEWORKS, "method")
@@ -200,16 +200,10 @@ def expand(
                 cfg = resolve_config(model, method, overrides, dataset=manifest["name"])
                 for seed in seeds:
                     cfg.train.seed = seed
-                    stub = {
-                        "dataset": {"name": manifest["name"], "manifest_sha256": sha},
-                        "model": model,
-                        "method": method,
-                        "seed": seed,
-                        "config": cfg.to_dict(),
-                    }
-                    path = (out / label if label else out) / result_filename(stub)
-                    run = Run(str(folder), manifest["name"], sha, model, method, seed,
-                              dict(overrides), label, path, stub["config"])  # fmt: skip
+                    name = manifest["name"]
+                    path = result_path(out / label if label else out, name, model, method, seed)
+                    run = Run(str(folder), name, sha, model, method, seed, dict(overrides),
+                              label, path, cfg.to_dict())  # fmt: skip
                     if path in seen:
                         if seen[path].dataset != run.dataset:
                             raise UserError(
@@ -233,37 +227,28 @@ class Status:
 
 
 def run_status(run: Run, recompute: bool = False) -> Status:
-    """Whether `run` is finished (see the module docstring). `recompute`: also recompute
-    every test metric from the predictions (what `mdrbench validate` does); otherwise the
-    predictions file is checked for its columns and row count only."""
-    from mdrbench.validate import (
-        Build,
-        check_metrics,
-        check_predictions,
-        check_schema,
-        config_key,
-        entry_config,
-    )
+    """Whether `run` is finished (see the module docstring), by the rules of `mdrbench
+    eval` (`results.read_result`, `same_run`) and of `mdrbench validate` (`check_metrics`;
+    with `recompute`, every test metric recomputed from the predictions; otherwise the
+    predictions file is checked for its columns and row count only)."""
+    from mdrbench.results import config_diff, read_result
+    from mdrbench.validate import Build, check_metrics, check_predictions
 
-    if not run.path.is_file():
-        return Status("todo")
     try:
-        d = json.loads(run.path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return Status("redo", f"unreadable JSON ({exc})")
-    errs = check_schema(d)
-    if errs:
-        return Status("redo", errs[0])
-    mine = {"model": run.model, "method": run.method, "seed": run.seed}
-    theirs = {k: d[k] for k in mine}
+        d = read_result(run.path)
+    except UserError as exc:
+        return Status("conflict", str(exc).partition(": move it away")[0])
+    if d is None:
+        return Status("todo")
     if d["dataset"]["manifest_sha256"] != run.manifest_sha256:
-        return Status("conflict", f"computed on another build of {run.dataset_name} "
+        return Status("conflict", f"a result computed on another build of {run.dataset_name} "
                       f"(manifest sha256 {d['dataset']['manifest_sha256'][:12]}...)")  # fmt: skip
-    if theirs != mine:
+    theirs = {k: d[k] for k in ("model", "method", "seed")}
+    if theirs != {"model": run.model, "method": run.method, "seed": run.seed}:
         return Status("conflict", f"the result of another run ({theirs})")
-    if config_key(d["config"]) != config_key(run.config):
-        diff = _config_diff(entry_config(d["config"]), entry_config(run.config))
-        return Status("conflict", f"a result of another configuration ({diff})")
+    diff = config_diff(d["config"], run.config)
+    if diff:
+        return Status("conflict", f"a result of another config ({'; '.join(diff[:3])})")
     build = Build.from_manifest_bytes(
         (Path(run.dataset) / "manifest.json").read_bytes(), Path(run.dataset), run.dataset
     )
@@ -288,15 +273,6 @@ def run_status(run: Run, recompute: bool = False) -> Status:
     return Status("done")
 
 
-def _config_diff(theirs: Any, mine: Any, prefix: str = "") -> str:
-    """The first setting that differs, as `name: theirs there, mine here`."""
-    if isinstance(theirs, dict) and isinstance(mine, dict):
-        for k in sorted(set(theirs) | set(mine)):
-            if theirs.get(k) != mine.get(k):
-                return _config_diff(theirs.get(k), mine.get(k), f"{prefix}{k}.")
-    return f"{prefix.rstrip('.')}: {theirs!r} there, {mine!r} here"
-
-
 # ----------------------------------------------------------------------------- one run
 
 
@@ -305,7 +281,7 @@ def execute(task: Mapping[str, Any]) -> None:
     from mdrbench.cli_train import run_seeds
 
     run_seeds(task["dataset"], task["model"], task["method"], [task["seed"]],
-              dict(task["overrides"]), Path(task["out"]))  # fmt: skip
+              dict(task["overrides"]), Path(task["out"]), force=task["force"])  # fmt: skip
 
 
 def execute_logged(task: Mapping[str, Any], attempt: int) -> int:
@@ -598,6 +574,7 @@ def sweep(
             on_status(run, st)
         if st.state == "conflict":
             conflicts.append((run, st))
+        run.redo = st.state == "redo"
         (summary.skipped if st.state == "done" else todo).append(run)
     if conflicts:
         run, st = conflicts[0]
@@ -643,6 +620,7 @@ def sweep(
                     continue
                 _append_log(run, f"== attempt {attempt} failed: {reason}")
                 if attempt <= retries:
+                    run.redo = run_status(run).state == "redo"
                     pending.append((run, attempt + 1))
                     progress.pending_methods.append(run.method)
                     progress.event(f"retry  {run.describe()}: {reason} (log {run.log})")

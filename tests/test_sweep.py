@@ -17,7 +17,7 @@ from train_fixtures import write_dataset
 
 from mdrbench.cli import cli, main
 from mdrbench.errors import UserError
-from mdrbench.sweep import WALL_TIME_KEYS, grid_points, parse_grid_sets, split_values
+from mdrbench.sweep import grid_points, parse_grid_sets, split_values
 
 REPO = Path(__file__).resolve().parents[1]
 # The 2 x 2 x 2 sweep of the issue: models x methods x seeds, tiny and single-threaded.
@@ -49,11 +49,19 @@ def fresh(dataset, tmp_path_factory):
     return out
 
 
+def _without_wall_time(rec: dict) -> dict:
+    """A result minus what measures wall time (two runs of one config and seed differ only
+    there): train_seconds, samples_per_second, each epoch's seconds."""
+    rec = {k: v for k, v in rec.items() if k not in ("train_seconds", "samples_per_second")}
+    rec["history"] = [{k: v for k, v in e.items() if k != "seconds"} for e in rec["history"]]
+    return rec
+
+
 def _results(out: Path) -> dict[str, dict]:
     """Each result (wall-time fields dropped) and its predictions table, by relative path."""
     got = {}
     for f in sorted(out.rglob("*.json")):
-        rec = {k: v for k, v in json.loads(f.read_text()).items() if k not in WALL_TIME_KEYS}
+        rec = _without_wall_time(json.loads(f.read_text()))
         pred = f.with_name(f.stem + ".predictions.parquet")
         got[str(f.relative_to(out))] = {"record": rec, "predictions": pq.read_table(pred)}
     return got
@@ -149,29 +157,31 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(dataset, fresh, tmp_path):
     assert_same_results(out, fresh)
 
 
-def test_half_written_results_are_redone_and_other_configs_refused(dataset, fresh, tmp_path):
+def test_results_that_do_not_count_are_redone_and_others_refused(dataset, fresh, tmp_path):
     out = tmp_path / "r"
-    files = sorted(fresh.glob("*"))
     out.mkdir()
-    for f in files:
+    for f in fresh.glob("*"):
         if not f.name.endswith(".log"):
             (out / f.name).write_bytes(f.read_bytes())
-    name = "tiny-taobao-3__mlp__alternate__seed0"
-    (out / f"{name}.json").write_text('{"schema_version": 1, "dataset"')  # cut mid-write
+    (out / "tiny-taobao-3__mlp__alternate__seed0.json").unlink()  # killed before the commit
     (out / "tiny-taobao-3__wdl__joint__seed1.predictions.parquet").unlink()  # JSON alone
     pred = out / "tiny-taobao-3__mlp__joint__seed1.predictions.parquet"
     pred.write_bytes(pred.read_bytes()[:100])  # truncated predictions
     res = _sweep(dataset, out, "--dry-run")
-    assert "5 done, 3 redo" in res.output, res.output
+    assert "5 done, 2 redo, 1 todo" in res.output, res.output
     res = _sweep(dataset, out, "--jobs", "2")
     assert "5 already done (skipped), 3 done now, 0 failed" in res.output, res.output
     assert_same_results(out, fresh)
-    # results of another configuration in the way: refused, nothing touched
+    # a result of another configuration in the way: refused, nothing touched
     before = {f: f.read_bytes() for f in out.glob("*.json")}
     res = CliRunner().invoke(cli, _args(dataset, out, "--set", "lr=0.01"))
     assert isinstance(res.exception, UserError)
-    assert "another configuration (train.lr: 0.001 there, 0.01 here)" in str(res.exception)
+    assert "another config (train.lr: 0.001 -> 0.01)" in str(res.exception)
     assert before == {f: f.read_bytes() for f in out.glob("*.json")}
+    # so is a file that is not a result (eval never writes one: it commits the JSON last)
+    (out / "tiny-taobao-3__wdl__alternate__seed0.json").write_text('{"schema_version": 1, "da')
+    res = CliRunner().invoke(cli, _args(dataset, out))
+    assert isinstance(res.exception, UserError) and "is not readable JSON" in str(res.exception)
 
 
 def test_a_failing_run_is_retried_then_reported_and_the_others_finish(dataset, tmp_path):
