@@ -21,7 +21,12 @@ from mdrbench.builders import raw as rawio
 from mdrbench.builders.card import dataset_card
 from mdrbench.builders.manifest import FORMAT_VERSION, MANIFEST, dump_manifest, file_sha256
 from mdrbench.builders.process import SPLIT, SPLITS, encode_ids, make_samples
-from mdrbench.builders.specs import DatasetSpec, amazon_file_name, get_spec
+from mdrbench.builders.specs import (
+    AMAZON_KNOWN_FILES,
+    DatasetSpec,
+    amazon_file_name,
+    get_spec,
+)
 from mdrbench.errors import UserError
 from mdrbench.paths import default_data_dir
 
@@ -57,6 +62,10 @@ def _amazon_positives(spec, domains, raw_dir, on_bad_lines, offline, progress):
         path = Path(paths[name])
         _log(progress, f"  reading {path.name}")
         df, info = rawio.read_amazon(path, on_bad_lines)
+        known = AMAZON_KNOWN_FILES.get(path.name)
+        if known and known != (info.bytes, info.sha256):
+            _log(progress, f"  note: {path.name} is not the original Amazon 2018 file "
+                 "(size or sha256 differ); fine for synthetic files, the manifest records it")  # fmt: skip
         infos[amazon_file_name(name)] = info
         frames.append(df.with_columns(domain_id=pl.lit(d_id, pl.Int16)))
     pos = pl.concat(frames).rename({"reviewerID": "user", "asin": "item"})

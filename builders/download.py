@@ -8,11 +8,14 @@ uses what is already in the raw folder and downloads only what is missing.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import re
 import sys
 import time
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -92,11 +95,15 @@ def download(
     timeout: float = 30.0,
     progress: bool = True,
     session: requests.Session | None = None,
+    expected_sha256: str | None = None,
+    check: Callable[[Path], str | None] | None = None,
 ) -> str:
     """Download `dest` from the first of `urls` that works; return the file's sha256 hex.
 
-    A `.part` left by an earlier try is resumed. Raises DownloadError when every URL failed
-    after `retries` retries each; no file is then left at `dest`.
+    A `.part` left by an earlier try is resumed. A complete file whose sha256 is not
+    `expected_sha256`, or that `check(path)` finds wrong (it returns the reason), is
+    deleted and the next URL tried. Raises DownloadError when every URL failed after
+    `retries` retries each; no file is then left at `dest`.
     """
     if not urls:
         raise ValueError("download() needs at least one URL")
@@ -117,6 +124,18 @@ def download(
             except _GiveUp as e:
                 failures.append((url, str(e)))
                 unreachable = unreachable and e.unreachable
+                continue
+            problem = None
+            if expected_sha256 is not None and sha != expected_sha256:
+                problem = (
+                    f"sha256 {sha[:16]}... differs from the known file's {expected_sha256[:16]}..."
+                )
+            elif check is not None:
+                problem = check(part)
+            if problem:  # never kept under the final name, nor resumed
+                part.unlink(missing_ok=True)
+                failures.append((url, problem))
+                unreachable = False
                 continue
             os.replace(part, dest)
             return sha
@@ -287,6 +306,23 @@ class _Progress:
             self.drawn = False
 
 
+def gzip_problem(path: Path) -> str | None:
+    """Why `path` is not a complete gzip file (an HTML error page, a cut-off body), or None.
+    Decompresses it all: gzip's trailer (CRC and length) catches a truncated end."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head[:2] != b"\x1f\x8b":
+        shown = head[:24].decode("ascii", "replace").replace("\n", " ")
+        return f"not a gzip file (it starts with {shown!r}: an error page?)"
+    try:
+        with gzip.open(path, "rb") as g:
+            while g.read(1 << 24):
+                pass
+    except (EOFError, OSError, zlib.error) as exc:
+        return f"a truncated or corrupt gzip file ({type(exc).__name__}: {exc})"
+    return None
+
+
 def ensure_amazon_files(
     categories: list[str], raw_dir: Path, *, offline: bool = False, progress: bool = True
 ) -> dict[str, Path]:
@@ -305,8 +341,12 @@ def ensure_amazon_files(
             if unreachable:  # the next files would only wait out the same retries
                 errors[c] = None
                 continue
+            size, sha = specs.AMAZON_KNOWN_FILES.get(paths[c].name, (None, None))
             try:
-                download(amazon_urls(c), paths[c], progress=progress)
+                download(
+                    amazon_urls(c), paths[c], progress=progress, expected_size=size,
+                    expected_sha256=sha, check=gzip_problem,
+                )  # fmt: skip
             except DownloadError as e:
                 errors[c] = e
                 unreachable = e.unreachable

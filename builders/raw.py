@@ -244,6 +244,7 @@ def _read_csv_checked(path: Path, columns: list[str], raw_dir: Path, on_bad_line
             f"{path}: header is {','.join(header)!r}, expected {','.join(columns)!r}.\n"
             + taobao_help(raw_dir)
         )
+    data, info.n_bad_lines = _drop_ragged(path, data, len(columns), on_bad_lines)
     try:
         df = pl.read_csv(
             io.BytesIO(data), schema={c: pl.String for c in columns}, has_header=True,
@@ -255,6 +256,31 @@ def _read_csv_checked(path: Path, columns: list[str], raw_dir: Path, on_bad_line
             "or check the file is the one named."
         ) from None
     return df, info
+
+
+def _drop_ragged(path: Path, data: bytes, n_cols: int, on_bad_lines: str) -> tuple[bytes, int]:
+    """Lines (after the header) whose number of fields is not the header's: an error naming
+    the first, or (skip) dropped and counted. The files are unquoted CSV."""
+    arr = np.frombuffer(data, np.uint8)
+    nl = np.flatnonzero(arr == 10)
+    starts, ends = np.r_[0, nl + 1], np.r_[nl, arr.size]
+    commas = np.r_[0, np.cumsum(arr == 44)]
+    per_line = commas[ends] - commas[starts]
+    blank = (ends - starts) <= (arr[np.maximum(ends - 1, 0)] == 13)  # "" or "\r"
+    bad = ~blank & (per_line != n_cols - 1)
+    bad[0] = False  # the header, checked by name
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return data, 0
+    if on_bad_lines == "error":
+        first = int(np.flatnonzero(bad)[0])
+        raise RawDataError(
+            f"{path}: line {first + 1}: {per_line[first] + 1} fields, the header has {n_cols} "
+            f"({n_bad} such lines). Fix the file, or rerun with --on-bad-lines skip to drop "
+            "them (the manifest counts them)."
+        )
+    lines = data.split(b"\n")
+    return b"\n".join(line for line, b in zip(lines, bad) if not b), n_bad
 
 
 def _bad_rows(path, bad_mask: np.ndarray, why: str, on_bad_lines: str) -> int:
@@ -277,14 +303,27 @@ def _read_embeddings(path: Path, id_col: str, raw_dir: Path, on_bad_lines: str):
         & floats.is_not_null()
         & (floats.list.len() == EMB_DIM)
         & (floats.list.eval(pl.element().is_null()).list.any() == False)  # noqa: E712
+        & floats.list.eval(pl.element().is_finite()).list.all()  # no nan, inf, 1e400
     ).fill_null(False)
-    info.n_bad_lines = _bad_rows(
-        path, ~ok.to_numpy(), f"the emb field must hold {EMB_DIM} space-separated floats",
-        on_bad_lines,
+    n_bad = _bad_rows(
+        path, ~ok.to_numpy(),
+        f"the emb field must hold {EMB_DIM} space-separated finite floats", on_bad_lines,
     )  # fmt: skip
-    out = pl.DataFrame({id_col: df[id_col], "features": floats}).filter(ok)
-    out = out.unique(subset=id_col, keep="first", maintain_order=True)
-    return out, info
+    rows = pl.DataFrame(
+        {id_col: df[id_col], "features": floats, "_line": pl.int_range(df.height, eager=True)}
+    ).filter(ok)
+    # An id given again with another vector is a bad line (which one is right?); an exact
+    # repeat is harmless and dropped.
+    first = rows.unique(subset=id_col, keep="first", maintain_order=True)
+    seen = first.select(id_col, _l0="_line", _f0="features")
+    rows = rows.join(seen, on=id_col, how="left", maintain_order="left")
+    clash = ((rows["_line"] != rows["_l0"]) & (rows["features"] != rows["_f0"])).to_numpy()
+    if clash.any():
+        mask = np.zeros(df.height, bool)
+        mask[rows["_line"].to_numpy()[clash]] = True
+        n_bad += _bad_rows(path, mask, f"{id_col} given again with another vector", on_bad_lines)
+    info.n_bad_lines += n_bad
+    return first.select(id_col, "features"), info
 
 
 def read_taobao(raw_dir: Path, on_bad_lines: str = "error"):
@@ -310,7 +349,7 @@ def read_taobao(raw_dir: Path, on_bad_lines: str = "error"):
     log, infos[name] = _read_csv_checked(raw_dir / name, TAOBAO_FILES[name], raw_dir, on_bad_lines)
     themes = log["theme_id"].drop_nulls().unique(maintain_order=True)  # unfiltered order
     ok = log["user_id"].is_not_null() & log["item_id"].is_not_null() & log["theme_id"].is_not_null()
-    infos[name].n_bad_lines = _bad_rows(
+    infos[name].n_bad_lines += _bad_rows(
         raw_dir / name, ~ok.to_numpy(), "user_id, theme_id or item_id is empty", on_bad_lines
     )
     log = log.filter(ok).select("user_id", "theme_id", "item_id")

@@ -49,6 +49,19 @@ AMAZON_6 = (
 
 AMAZON_URL = "http://deepyeti.ucsd.edu/jianmo/amazon/categoryFilesSmall/"
 AMAZON_MIRROR = "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/categoryFilesSmall/"
+# Sizes and sha256 of the original Amazon 2018 files known byte for byte (the copies in
+# ../shared/data/amazon2018, see its SOURCES.md; original gzip headers). A download of one
+# of these must match; a local file that does not is reported as not the original.
+AMAZON_KNOWN_FILES: dict[str, tuple[int, str]] = {
+    "Gift_Cards_5.json.gz": (
+        176952, "41e1f0e50d3c1c9d7d949fb6315944c8bde51ea6b7429a29fdd0d02cbc07ef25"),
+    "AMAZON_FASHION_5.json.gz": (
+        287013, "5c73b65d0a5cc5dcd905b75a87086c37513ff0d023b02b381e729ab8a9541cb6"),
+    "All_Beauty_5.json.gz": (
+        633507, "4a6b1eb40c4f58328f3f34181a6ef00f8e3423d801128617cc408a83c9bd0027"),
+    "Appliances_5.json.gz": (
+        72998, "19f1f164e7c41e5bc43c1826ddbd1ae702511be9d2870c0fa04052407ac41fa3"),
+}  # fmt: skip
 TAOBAO_PAGE = "https://tianchi.aliyun.com/dataset/9716"
 
 MAMDR_CITATION = """@inproceedings{luo2023mamdr,

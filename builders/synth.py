@@ -52,6 +52,7 @@ __all__ = [
 
 KINDS = ("amazon", "taobao")
 PRESETS = ("tiny", "small", "medium", "paper")
+MAX_SIZE = 50_000_000  # positive rows; memory grows about linearly (1e14 asked for 45 TiB)
 
 # amazon-6's categories first (its order), then the other seven of amazon-13 (their order):
 # `--domains 6` gives exactly amazon-6's files, the default (13) every amazon dataset's.
@@ -116,8 +117,11 @@ def resolve_size(kind: str, size: str | int, n_domains: int) -> int:
     if isinstance(size, bool):
         raise UserError(f"bad size {size!r}: give a preset ({', '.join(PRESETS)}) or an int >= 1")
     if isinstance(size, (int, np.integer)):
-        if size < 1:
-            raise UserError(f"bad size {size}: give a preset ({', '.join(PRESETS)}) or an int >= 1")
+        if not 1 <= size <= MAX_SIZE:
+            raise UserError(
+                f"bad size {size}: give a preset ({', '.join(PRESETS)}) or an int from 1 to "
+                f"{MAX_SIZE:,} (10x the paper's Amazon-13)"
+            )
         return int(size)
     if isinstance(size, str):
         s = size.strip().lower().replace("_", "")
@@ -221,8 +225,9 @@ def synthesize(
         )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UserError(f"bad seed {seed!r}: give an int >= 0")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    from mdrbench.atomic import writable_dir
+
+    out = writable_dir(Path(out))
     rng = np.random.default_rng(int(seed))
     prof = domain_profile(kind, n)
     if kind == "amazon":

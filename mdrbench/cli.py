@@ -72,6 +72,16 @@ def main(argv=None):
     except UserError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
+    except OSError as exc:  # a file or folder the user named (permissions, full disk, ...)
+        if exc.filename is None:
+            raise
+        what = exc.strerror or type(exc).__name__
+        click.echo(
+            f"Error: {exc.filename}: {what}. Check the path, its permissions and free space, "
+            "then run the command again.",
+            err=True,
+        )
+        sys.exit(2)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

@@ -108,6 +108,7 @@ def conflict_cmd(
 
     Example: mdrbench conflict --dataset ./data/amazon-6 --checkpoint mlp.pt --set emb_dim=64
     """
+    from mdrbench.atomic import writable_dir
     from mdrbench.config import parse_sets
 
     if rows < 0:
@@ -128,6 +129,7 @@ def conflict_cmd(
     from mdrbench.trainer import resolve_config, resolve_device, stderr_log, train
 
     run = resolve_config(model, method, overrides)  # refuse bad names before loading data
+    out = writable_dir(out)
     run_base = None
     if baseline:
         mine = _framework_only(method) - _framework_only(baseline)

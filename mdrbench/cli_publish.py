@@ -69,6 +69,11 @@ def validate_cmd(results, datasets, data_dir, min_seeds, require_predictions):
         min_seeds=min_seeds,
         require_predictions=require_predictions,
     )
+    if report.n_files == 0:
+        raise UserError(
+            f"no result files (*.json) in {', '.join(map(str, results))}: nothing to validate. "
+            "Pass the folder `mdrbench eval --out` wrote."
+        )
     for v in report.violations:
         click.echo(str(v))
     summary = (

@@ -16,19 +16,32 @@ import click
 
 from mdrbench.errors import UserError
 
+MAX_SEEDS = 1000  # runs one command may ask for
+
 
 def parse_seeds(text: str) -> list[int]:
-    """`0,1,2` or `0-4` (inclusive) or a mix: `0-2,7`."""
+    """`0,1,2` or `0-4` (inclusive) or a mix: `0-2,7`. Seeds are 0..2^32-1, at most
+    MAX_SEEDS of them."""
+    from mdrbench.config import MAX_SEED
+
     seeds: list[int] = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
         a, dash, b = part.partition("-")
         try:
-            seeds += list(range(int(a), int(b) + 1)) if dash else [int(a)]
+            lo, hi = int(a), int(b) if dash else int(a)
         except ValueError:
             raise UserError(f"--seeds: expected e.g. 0,1,2 or 0-4, got '{text}'") from None
-    if not seeds or any(s < 0 for s in seeds):
+        if not 0 <= lo <= hi <= MAX_SEED:
+            raise UserError(
+                f"--seeds: '{part}' is not a seed or an increasing range of seeds from 0 to "
+                f"{MAX_SEED}"
+            )
+        if hi - lo + 1 + len(seeds) > MAX_SEEDS:
+            raise UserError(f"--seeds: '{text}' asks for more than {MAX_SEEDS} runs")
+        seeds += range(lo, hi + 1)
+    if not seeds:
         raise UserError(f"--seeds: expected non-negative integers, got '{text}'")
     return list(dict.fromkeys(seeds))
 

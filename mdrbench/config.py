@@ -228,6 +228,38 @@ def apply_overrides(
     return run
 
 
+MAX_SEED = 2**32 - 1  # numpy, torch and CUDA all take it
+MAX_FLOAT = 1e30  # torch keeps hyperparameters as float32 (max 3.4e38)
+
+
+def check_values(run: RunConfig) -> None:
+    """Refuse values no run can use, before any data is loaded: a float in any section that
+    is not finite or is beyond +-MAX_FLOAT; a seed outside 0..MAX_SEED; in the model, a size (any int, or any int of a
+    list such as `hidden`) below 1, a dropout outside [0, 1), an `init_std` not above 0."""
+    for sec in run.sections().values():
+        for f in dataclasses.fields(sec):
+            v = getattr(sec, f.name)
+            if isinstance(v, float) and not abs(v) <= MAX_FLOAT:  # inf and NaN too
+                raise UserError(
+                    f"{f.name} must be a finite number (at most {MAX_FLOAT:g}), got {v}"
+                )
+    if not 0 <= run.train.seed <= MAX_SEED:
+        raise UserError(f"seed must be from 0 to {MAX_SEED}, got {run.train.seed}")
+    m = run.model
+    if m is None:
+        return
+    for f in dataclasses.fields(m):
+        v = getattr(m, f.name)
+        if f.name.endswith("dropout") and not 0 <= v < 1:
+            raise UserError(f"{f.name} is a probability: from 0 up to (not including) 1, got {v}")
+        if isinstance(v, int) and not isinstance(v, bool) and v < 1:
+            raise UserError(f"{f.name} must be >= 1, got {v}")
+        if isinstance(v, (list, tuple)) and any(isinstance(x, int) and x < 1 for x in v):
+            raise UserError(f"{f.name}: every layer size must be >= 1, got {list(v)}")
+    if not m.init_std > 0:
+        raise UserError(f"init_std must be > 0, got {m.init_std}")
+
+
 def _unknown_setting(key, name, owners, elsewhere) -> UserError:
     valid = sorted(owners)
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)

@@ -234,6 +234,11 @@ def _load_features(table, id_col: str, n: int, path: Path) -> torch.Tensor:
     width = col.type.list_size
     values = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     values = values.reshape(-1, width)
+    if not np.isfinite(values).all():
+        raise UserError(
+            f"{path}: features hold NaN or infinite values; rebuild the dataset with this "
+            "mdrbench (it refuses such raw lines)."
+        )
     ids = table.column(id_col).to_numpy()
     if len(ids) == n and np.array_equal(ids, np.arange(n)):
         return torch.from_numpy(np.array(values, copy=True))

@@ -20,12 +20,14 @@ module only asks whether one exists and never prints, logs or writes it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mdrbench import __version__
+from mdrbench.atomic import writable_dir
 from mdrbench.builders.manifest import (
     MANIFEST,
     describe_split,
@@ -79,11 +81,15 @@ class Layout:
         return v.stat().st_size if isinstance(v, Path) else len(v.encode("utf-8"))
 
 
+_REPO_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+
+
 def check_repo_id(repo_id: str) -> str:
     parts = repo_id.split("/")
-    if len(parts) != 2 or not all(parts) or any(c.isspace() for c in repo_id):
+    if len(parts) != 2 or not all(_REPO_PART.match(p) and ".." not in p for p in parts):
         raise UserError(
-            f"--repo-id must look like ORG/NAME (e.g. my-lab/mdr-benchmarks), not '{repo_id}'"
+            f"--repo-id must look like ORG/NAME (letters, digits, '-', '_', '.'; "
+            f"e.g. my-lab/mdr-benchmarks), not '{repo_id}'"
         )
     return repo_id
 
@@ -322,7 +328,7 @@ def write_folder(layout: Layout, out: os.PathLike | str) -> list[tuple[str, int]
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--dry-run folder '{out}' exists and is not empty: pass a new folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    writable_dir(out.parent, "--dry-run's parent folder")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         for rel, src in sorted(layout.files.items()):
@@ -341,6 +347,23 @@ def write_folder(layout: Layout, out: os.PathLike | str) -> list[tuple[str, int]
     return [(rel, layout.size(rel)) for rel in sorted(layout.files)]
 
 
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a Hub call raises when the connection is refused, cut or times out (the HTTP
+    client huggingface_hub uses differs between its versions)."""
+    import importlib
+
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    errs: list = [HfHubHTTPError, LocalEntryNotFoundError, OSError]
+    for mod, name in (("httpx", "HTTPError"), ("httpx2", "HTTPError"),
+                      ("requests", "RequestException")):  # fmt: skip
+        try:
+            errs.append(getattr(importlib.import_module(mod), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errs)
+
+
 def _hub_error(exc: Exception, what: str, repo_id: str) -> UserError:
     """A Hub failure as one clear message (huggingface_hub's messages never hold the token)."""
     from huggingface_hub.errors import RepositoryNotFoundError
@@ -353,6 +376,9 @@ def _hub_error(exc: Exception, what: str, repo_id: str) -> UserError:
     else:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         hint = " ".join(lines[:2]) or type(exc).__name__
+        if status is None:  # no HTTP answer: refused, cut, timed out
+            hint = (f"{type(exc).__name__}: {hint[:300]}. Check the network connection (and "
+                    "HF_ENDPOINT if set), then run the command again")  # fmt: skip
     return UserError(f"{what} failed: {hint}")
 
 
@@ -361,7 +387,6 @@ def upload(layout: Layout, *, private: bool = False, message: str | None = None)
     holds that the layout does not (an older build's) are deleted in that same commit.
     Returns the commit URL."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
-    from huggingface_hub.errors import HfHubHTTPError
 
     if not get_token():
         raise UserError(
@@ -389,7 +414,7 @@ def upload(layout: Layout, *, private: bool = False, message: str | None = None)
             commit_description="Built and verified by mdrbench; each data/<name>/manifest.json "
             "holds the sha256 of every file of its dataset.",
         )  # fmt: skip
-    except HfHubHTTPError as exc:
+    except _network_errors() as exc:
         raise _hub_error(exc, f"publishing to the Hub repo {repo}", repo) from None
     return info.commit_url
 
@@ -405,18 +430,16 @@ def download(
     into `out/<name>/` (a data directory mdrbench reads). Nothing is left in `out` when a
     checksum fails. Returns the dataset folders."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     from mdrbench.atomic import swap_into_place
 
     check_repo_id(repo_id)
-    out = Path(out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_dir(Path(out))
     tmp = Path(tempfile.mkdtemp(prefix=".hub-download-", dir=out))
     try:
         try:
             snapshot_download(repo_id, repo_type="dataset", revision=revision, local_dir=tmp)
-        except (HfHubHTTPError, LocalEntryNotFoundError) as exc:
+        except _network_errors() as exc:
             raise _hub_error(exc, f"downloading {repo_id}", repo_id) from None
         folders = sorted(p.parent for p in (tmp / "data").glob(f"*/{MANIFEST}"))
         if not folders:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from mdrbench import __version__
-from mdrbench.config import RunConfig, TrainConfig, apply_overrides
+from mdrbench.config import RunConfig, TrainConfig, apply_overrides, check_values
 from mdrbench.data import MDRData, Split, load_dataset
 from mdrbench.errors import UserError
 from mdrbench.evaluate import evaluate
@@ -100,6 +100,7 @@ def resolve_config(
             raise UserError(f"{name} must be >= {low}, got {value}")
     if not t.lr > 0:
         raise UserError(f"lr must be > 0, got {t.lr}")
+    check_values(run)
     return run
 
 
@@ -139,6 +140,8 @@ class _Evaluator:
 
     def __call__(self, split: str) -> dict:
         probs = self.probs[split] = self.fw.predict(self.splits[split])
+        if not np.isfinite(probs).all():
+            raise _diverged(f"the model's {split} predictions are not finite (NaN or inf)")
         dom, lab = self.arrays[split]
         return evaluate(dom, lab, probs, self.names)
 
@@ -213,6 +216,8 @@ def train(
             t0 = time.perf_counter()
             stats = fw.train_epoch(epoch, list(active))
             dt = time.perf_counter() - t0
+            if not math.isfinite(stats.loss) and stats.samples:
+                raise _diverged(f"the training loss is {stats.loss} at epoch {epoch}")
             train_time += dt
             samples += stats.samples
             val = evaluator("val")
@@ -285,6 +290,13 @@ def train(
     }
     return RunResult(
         record=record, history=history, framework=fw, test_scores=evaluator.probs["test"]
+    )
+
+
+def _diverged(what: str) -> UserError:
+    return UserError(
+        f"training diverged: {what}. Use a smaller learning rate (--set lr=...) or check the "
+        "hyperparameters; no result was written for this run."
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -255,20 +256,20 @@ def amazon(server, monkeypatch):
 
 
 def test_ensure_uses_existing_files_and_downloads_only_the_missing_one(amazon, tmp_path):
-    gift = payload(3000, seed=2)
-    amazon.files["/orig/Gift_Cards_5.json.gz"] = gift
+    gift = gzip.compress(payload(3000, seed=2), mtime=0)  # a gzip, or it is not kept
+    amazon.files["/orig/Digital_Music_5.json.gz"] = gift
     (tmp_path / "Software_5.json.gz").write_bytes(b"already here")
-    got = dl.ensure_amazon_files(["Software", "Gift Cards"], tmp_path, progress=False)
+    got = dl.ensure_amazon_files(["Software", "Digital Music"], tmp_path, progress=False)
     assert got == {
         "Software": tmp_path / "Software_5.json.gz",
-        "Gift Cards": tmp_path / "Gift_Cards_5.json.gz",
+        "Digital Music": tmp_path / "Digital_Music_5.json.gz",
     }
-    assert got["Gift Cards"].read_bytes() == gift
+    assert got["Digital Music"].read_bytes() == gift
     assert got["Software"].read_bytes() == b"already here"
-    assert amazon.requests == [("/orig/Gift_Cards_5.json.gz", None)]
+    assert amazon.requests == [("/orig/Digital_Music_5.json.gz", None)]
 
     # Everything present now: no request at all.
-    dl.ensure_amazon_files(["Software", "Gift Cards"], tmp_path, progress=False)
+    dl.ensure_amazon_files(["Software", "Digital Music"], tmp_path, progress=False)
     assert len(amazon.requests) == 1
 
 
@@ -289,14 +290,14 @@ def test_ensure_offline_names_each_missing_file(amazon, tmp_path):
 
 def test_ensure_names_each_file_that_failed(amazon, tmp_path, monkeypatch):
     monkeypatch.setattr(dl, "download", _fast(dl.download))
-    amazon.files["/mirror/Gift_Cards_5.json.gz"] = payload(100)  # only this one exists
+    amazon.files["/mirror/Digital_Music_5.json.gz"] = gzip.compress(payload(100), mtime=0)  # only this one exists
     with pytest.raises(UserError) as err:
         dl.ensure_amazon_files(
-            ["Gift Cards", "Software", "Luxury Beauty"], tmp_path, progress=False
+            ["Digital Music", "Software", "Luxury Beauty"], tmp_path, progress=False
         )
     msg = str(err.value)
-    assert (tmp_path / "Gift_Cards_5.json.gz").read_bytes() == payload(100)
-    assert "Gift_Cards" not in msg
+    assert (tmp_path / "Digital_Music_5.json.gz").read_bytes() == gzip.compress(payload(100), mtime=0)
+    assert "Digital_Music" not in msg
     for name in ("Software_5.json.gz", "Luxury_Beauty_5.json.gz"):
         assert amazon.base + "/orig/" + name in msg
         assert amazon.base + "/mirror/" + name in msg

@@ -34,10 +34,11 @@ def run(capsys, *args) -> tuple[int, str, str]:
 
 
 def user_error(capsys, *args) -> str:
-    """Run; assert exit 2 with exactly one `Error:` line on stderr and no traceback."""
+    """Run; assert exit 2 with exactly one `Error:` line on stderr and no traceback (click's
+    own option errors put a usage line before it)."""
     code, out, err = run(capsys, *args)
     assert code == 2, (code, out, err)
-    assert err.count("Error:") == 1 and err.startswith("Error: "), err
+    assert err.count("Error:") == 1 and "\nError: " in "\n" + err, err
     assert "Traceback" not in err
     return err
 
@@ -299,3 +300,273 @@ def test_5_result_path_rule_is_shared(tmp_path):
     (tmp_path / "x.json").write_text("{not json")
     assert finished_result(tmp_path / "x.json") is None
     assert os.path.exists(tmp_path / "x.json")
+
+
+# ---------------------------------------------------------------- 4
+
+
+def test_4_non_finite_values_never_get_in(capsys, data, raw_taobao, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(raw_taobao, raw)
+    p = raw / "user_embedding.csv"
+    lines = p.read_text().splitlines()
+    for i, bad in ((1, "nan"), (2, "inf"), (3, "1e400")):
+        uid, emb = lines[i].split(",")
+        lines[i] = f"{uid},{bad} " + " ".join(emb.split(" ")[1:])
+    p.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "data"
+    err = user_error(capsys, "build", "taobao-10", "--raw-dir", raw, "--out", out, "-q")
+    assert "user_embedding.csv: line 2" in err and "finite" in err and "(3 such lines)" in err
+    code, _, err = run(
+        capsys, "build", "taobao-10", "--raw-dir", raw, "--out", out, "-q",
+        "--on-bad-lines", "skip",
+    )  # fmt: skip
+    assert code == 0, err
+    m = json.loads((out / "taobao-10" / "manifest.json").read_text())
+    assert m["raw_files"]["user_embedding.csv"]["n_bad_lines"] == 3
+    # A diverging run is an Error, not a traceback, and writes nothing.
+    r = tmp_path / "r"
+    err = user_error(capsys, "eval", "--dataset", data, "--out", r, *TINY, "--set", "lr=1e20")
+    assert "diverged" in err and "lr" in err
+    assert not list(r.glob("*.json")) and not list(r.glob("*.parquet"))
+
+
+# ---------------------------------------------------------------- 6
+
+
+def test_6_errors_not_tracebacks(capsys, data, raw_taobao, tmp_path, monkeypatch):
+    impossible = "/proc/mdrbench-cannot-write-here"  # also for root, who ignores chmod
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for bad in (impossible, a_file):
+        assert "--out" in user_error(
+            capsys, "build", "taobao-10", "--raw-dir", raw_taobao, "--out", bad
+        )
+        assert "--out" in user_error(capsys, "eval", "--dataset", data, "--out", bad, *TINY)
+        assert "--out" in user_error(capsys, "synth", "taobao", "--size", "tiny", "--out", bad)
+        assert "--out" in user_error(capsys, "conflict", "--dataset", data, "--out", bad)
+    user_error(capsys, "publish", data, "--repo-id", "a/b", "--dry-run", f"{impossible}/x")
+    for setting in ("dropout=2", "init_std=-1", "hidden=[-3]", "lr=inf", "lr=1e38"):
+        err = user_error(capsys, "eval", "--dataset", data, "--out", tmp_path, *TINY,
+                         "--set", setting)  # fmt: skip
+        assert setting.split("=")[0] in err
+    assert "--seeds" in user_error(
+        capsys, "eval", "--dataset", data, "--seeds", "99999999999999999999", *TINY
+    )
+    assert "--seed" in user_error(
+        capsys, "build", "taobao-10", "--raw-dir", raw_taobao, "--out", tmp_path, "--seed", "-1"
+    )
+    assert "size" in user_error(
+        capsys, "synth", "amazon", "--size", "99999999999999", "--out", tmp_path / "s"
+    )
+    assert not (tmp_path / "s").exists()
+    binary = tmp_path / "t" / "x.json"
+    binary.parent.mkdir()
+    binary.write_bytes(b"\x00\xff\xfe\x80")
+    assert "x.json" in user_error(capsys, "table", binary.parent)
+    assert "ORG/NAME" in user_error(capsys, "download", "org/<script>", "--out", tmp_path)
+
+    # A Hub that is unreachable, or that cuts the connection: Error lines, in a subprocess
+    # so huggingface_hub reads HF_ENDPOINT.
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def cut():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.close()  # no response at all
+
+    threading.Thread(target=cut, daemon=True).start()
+    port = listener.getsockname()[1]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead = closed.getsockname()[1]
+    closed.close()
+    try:
+        for endpoint in (f"http://127.0.0.1:{port}", f"http://127.0.0.1:{dead}"):
+            env = dict(os.environ, HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path / "hf"),
+                       HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_ETAG_TIMEOUT="5",
+                       HF_HUB_DOWNLOAD_TIMEOUT="5")  # fmt: skip
+            env.pop("HF_HUB_OFFLINE", None)
+            p = cli_process("download", "org/name", "--out", tmp_path / "dl", env=env)
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 2, err
+            assert err.startswith("Error: downloading org/name failed") and "Traceback" not in err
+            assert "network" in err
+    finally:
+        listener.close()
+    assert not list((tmp_path / "dl").iterdir())
+
+
+# ---------------------------------------------------------------- 7
+
+
+def test_7_smaller_holes(capsys, data, results, raw_taobao, tmp_path, monkeypatch):
+    # --ctr-ratios inf / 1e9: refused (0 negatives); NaN or 99 Amazon ratings are bad lines.
+    for r in ("inf", "1e9", "nan"):
+        user_error(capsys, "build", "taobao-10", "--raw-dir", raw_taobao, "--out", tmp_path,
+                   "--ctr-ratios", ",".join([r] * 10))  # fmt: skip
+    for setting in ("dropout=-0.5", "emb_dim=0", "hidden=[0]"):
+        user_error(capsys, "eval", "--dataset", data, "--out", tmp_path, *TINY, "--set", setting)
+    assert "1000" in user_error(capsys, "eval", "--dataset", data, "--seeds", "0-100000000")
+    raw = tmp_path / "rawa"
+    write_amazon(raw, "Gift Cards", extra_lines=[
+        '{"reviewerID": "AX", "asin": "BX", "overall": NaN}',
+        '{"reviewerID": "AY", "asin": "BY", "overall": 99}',
+    ])  # fmt: skip
+    err = user_error(capsys, "build", "amazon-13", "--raw-dir", raw, "--out", tmp_path / "d",
+                     "--domains", "Gift Cards", "--offline", "-q")  # fmt: skip
+    assert "Gift_Cards_5.json.gz: line 152" in err
+    code, _, err = run(capsys, "build", "amazon-13", "--raw-dir", raw, "--out", tmp_path / "d",
+                       "--domains", "Gift Cards", "--offline", "-q", "--on-bad-lines", "skip")  # fmt: skip
+    assert code == 0, err
+    m = json.loads((tmp_path / "d" / "amazon-13" / "manifest.json").read_text())
+    assert m["raw_files"]["Gift_Cards_5.json.gz"]["n_bad_lines"] == 2
+
+    # A Taobao ragged row, and an embedding id given again with another vector: bad lines.
+    tb = tmp_path / "tb"
+    shutil.copytree(raw_taobao, tb)
+    log = (tb / "theme_click_log.csv").read_text().splitlines()
+    log[3] = ",".join(log[3].split(",")[:4])
+    (tb / "theme_click_log.csv").write_text("\n".join(log) + "\n")
+    emb = (tb / "item_embedding.csv").read_text().splitlines()
+    iid = emb[1].split(",")[0]
+    emb.append(f"{iid}," + " ".join(["0.5"] * 128))  # same id, another vector
+    emb.append(emb[2])  # an exact repeat: harmless
+    (tb / "item_embedding.csv").write_text("\n".join(emb) + "\n")
+    err = user_error(capsys, "build", "taobao-10", "--raw-dir", tb, "--out", tmp_path / "t")
+    assert "theme_click_log.csv: line 4: 4 fields" in err
+    code, _, err = run(capsys, "build", "taobao-10", "--raw-dir", tb, "--out", tmp_path / "t",
+                       "-q", "--on-bad-lines", "skip")  # fmt: skip
+    assert code == 0, err
+    m = json.loads((tmp_path / "t" / "taobao-10" / "manifest.json").read_text())
+    assert m["raw_files"]["theme_click_log.csv"]["n_bad_lines"] == 1
+    assert m["raw_files"]["item_embedding.csv"]["n_bad_lines"] == 1
+
+    # validate of a folder without results is an Error, not OK.
+    (tmp_path / "empty").mkdir()
+    assert "no result files" in user_error(capsys, "validate", tmp_path / "empty")
+
+    # A --force build killed between its two renames: the old copy comes back.
+    d = tmp_path / "k"
+    shutil.copytree(data, d / "taobao-10")
+    before = snapshot(d / "taobao-10")
+    pid = dead_pid()
+    os.replace(d / "taobao-10", d / f".taobao-10.old-{pid}")
+    (d / f".taobao-10.tmp-{pid}").mkdir()  # the new one, never renamed
+    code, out, err = run(capsys, "verify", d / "taobao-10")
+    assert code == 0, err
+    assert snapshot(d / "taobao-10") == before
+    code, _, err = run(capsys, "build", "taobao-10", "--raw-dir", raw_taobao, "--out", d, "-q")
+    assert code == 2 and "already exists" in err  # the restored one is protected again
+    code, _, err = run(capsys, "build", "taobao-10", "--raw-dir", raw_taobao, "--out", d, "-q",
+                       "--force")  # fmt: skip
+    assert code == 0 and sorted(p.name for p in d.iterdir()) == ["taobao-10"]
+
+    # A kill between the predictions and the JSON of a --force rerun: no pair validate
+    # rejects (the old JSON went first), and a rerun completes it.
+    from mdrbench import cli_train
+    from mdrbench.results import finished_result, result_path
+
+    r = tmp_path / "r"
+    shutil.copytree(results, r)
+    path = result_path(r, "taobao-10", "mlp", "alternate", 0)
+    real = cli_train._replace_file
+
+    def killed(p, write):
+        if p.suffix == ".json":
+            raise KeyboardInterrupt  # as a kill -9 right before the JSON's rename
+        real(p, write)
+
+    monkeypatch.setattr(cli_train, "_replace_file", killed)
+    code, _, _ = run(capsys, "eval", "--dataset", data, "--out", r, "--seeds", "0", "--force",
+                     "--set", "lr=0.01", *TINY)  # fmt: skip
+    assert code == 130  # interrupted
+    monkeypatch.setattr(cli_train, "_replace_file", real)
+    assert not path.exists() and finished_result(path) is None
+    code, out, err = run(capsys, "validate", r, "--dataset", data, "--min-seeds", "1")
+    assert code == 0, out + err
+    assert run(capsys, "eval", "--dataset", data, "--out", r, "--seeds", "0", *TINY)[0] == 0
+    assert finished_result(path) is not None
+    assert run(capsys, "validate", r, "--dataset", data, "--min-seeds", "1")[0] == 0
+
+    # Hub download of a repo holding a file its manifest does not list: nothing kept.
+    import huggingface_hub
+
+    def fake_snapshot(repo_id, repo_type, revision, local_dir):
+        shutil.copytree(data, Path(local_dir) / "data" / "taobao-10")
+        (Path(local_dir) / "data" / "taobao-10" / "surprise.py").write_text("print('hi')")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    err = user_error(capsys, "download", "org/name", "--out", tmp_path / "hub")
+    assert "surprise.py" in err and not (tmp_path / "hub" / "taobao-10").exists()
+
+
+def test_7_downloads_never_keep_a_page_or_a_cut_body(tmp_path, monkeypatch):
+    """An HTML error page, or a body cut short with no Content-Length: never kept under the
+    final name; the next URL is tried; a good gzip is kept."""
+    import gzip
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from mdrbench.builders import download as dl
+    from mdrbench.builders import specs
+    from mdrbench.errors import UserError
+
+    good = gzip.compress(b'{"reviewerID": "A", "asin": "B", "overall": 5.0}\n' * 500, mtime=0)
+    files = {"/orig/Digital_Music_5.json.gz": b"<!DOCTYPE html><html>Not here</html>",
+             "/mirror/Digital_Music_5.json.gz": good[: len(good) // 2]}  # fmt: skip
+
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # no Content-Length: the body ends when the socket does
+
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            body = files.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    monkeypatch.setattr(specs, "AMAZON_URL", base + "/orig/")
+    monkeypatch.setattr(specs, "AMAZON_MIRROR", base + "/mirror/")
+    try:
+        with pytest.raises(UserError) as err:
+            dl.ensure_amazon_files(["Digital Music"], tmp_path, progress=False)
+        assert "not a gzip file" in str(err.value) and "truncated" in str(err.value)
+        assert list(tmp_path.iterdir()) == []  # neither under the final name nor as .part
+        files["/mirror/Digital_Music_5.json.gz"] = good
+        got = dl.ensure_amazon_files(["Digital Music"], tmp_path, progress=False)
+        assert got["Digital Music"].read_bytes() == good
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazon2018"
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (SHARED / "SHA256SUMS").is_file(), reason="../shared/data absent")
+def test_7_pinned_amazon_files_match_the_real_ones():
+    from mdrbench.builders.specs import AMAZON_KNOWN_FILES
+
+    sums = dict(reversed(line.split()) for line in (SHARED / "SHA256SUMS").read_text().splitlines())
+    for name, (size, sha) in AMAZON_KNOWN_FILES.items():
+        assert sums[name] == sha
+        assert (SHARED / name).stat().st_size == size
