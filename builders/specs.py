@@ -32,6 +32,13 @@ def spec_major(version: str) -> str:
     and seed; a new major version changes them, so results across majors are not comparable."""
     return str(version).split(".", 1)[0]
 
+# The Hub home of the published builds: one dataset repository holding every benchmark under
+# data/<name>/ (the layout `mdrbench publish` writes), pinned to the tag of this spec version
+# (`mdrbench publish --tag`), so `mdrbench download NAME` and `mdrbench.load_dataset(NAME)`
+# always fetch the build of the spec this mdrbench implements, checksums verified.
+HUB_REPO = "mdrbench/mdr-benchmarks"
+HUB_REVISION = f"spec-{SPEC_VERSION}"
+
 PAPER_CTR_RATIOS = (
     0.22, 0.23, 0.32, 0.23, 0.47, 0.21, 0.36, 0.30, 0.46, 0.25, 0.30, 0.30, 0.27, 0.20, 0.33,
     0.23, 0.38, 0.22, 0.29, 0.33, 0.47, 0.23, 0.24, 0.44, 0.21, 0.47, 0.37, 0.28, 0.45, 0.43,
@@ -110,6 +117,8 @@ class DatasetSpec:
     description: str = ""
     dr_k: int = 5  # MAMDR's DR sample number for this dataset (paper Sec. V-C)
     extra: dict = field(default_factory=dict)
+    hub_repo: str = HUB_REPO  # Hub dataset repository of the published build
+    hub_revision: str = HUB_REVISION  # its pinned revision (a tag or commit)
 
     @property
     def hyperparameters(self) -> dict:

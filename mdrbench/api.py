@@ -124,9 +124,21 @@ class Dataset:
         return verify(self.path)
 
 
-def load_dataset(name_or_path: str | os.PathLike) -> Dataset:
+def load_dataset(name_or_path: str | os.PathLike, *, download: bool = True) -> Dataset:
     """A benchmark dataset: a built folder, or a name (e.g. "taobao-10") found in the data
-    directory ($MDRBENCH_DATA or ~/.cache/mdrbench/datasets)."""
+    directory ($MDRBENCH_DATA or ~/.cache/mdrbench/datasets); a benchmark name not there is
+    downloaded (`download=True`) from its pinned Hub home (the spec's repository and
+    revision) into the data directory, every file verified against its manifest."""
+    from mdrbench.builders.specs import DATASETS
+    from mdrbench.paths import default_data_dir
+
+    p = Path(name_or_path).expanduser()
+    name = str(name_or_path)
+    local = (p / "manifest.json").is_file() or (default_data_dir() / name / "manifest.json").is_file()
+    if not local and download and name in DATASETS:
+        from mdrbench import hub
+
+        hub.fetch_dataset(name, default_data_dir())
     return Dataset(name_or_path)
 
 

@@ -207,7 +207,12 @@ def serve_cmd(site_dir, port):
     help="Write the exact folder that would be uploaded to this (new) folder; upload nothing.",
 )
 @click.option("--message", default=None, help="Commit message.")
-def publish_cmd(path, repo_id, private, dry_run, message):
+@click.option(
+    "--tag",
+    default=None,
+    help="Also tag the commit, e.g. spec-2.0: the revision a dataset spec pins as its Hub home.",
+)
+def publish_cmd(path, repo_id, private, dry_run, message, tag):
     """Publish built dataset(s) at PATH to the Hugging Face Hub as one dataset repository.
 
     PATH is a built dataset folder or a folder of them. Every file is re-hashed against its
@@ -235,14 +240,14 @@ def publish_cmd(path, repo_id, private, dry_run, message):
             f"(dry run: nothing uploaded to {repo_id})"
         )
         return
-    url = hub.upload(layout, private=private, message=message)
+    url = hub.upload(layout, private=private, message=message, tag=tag)
     click.echo(
         f"published {', '.join(b.name for b in layout.datasets)} to {repo_id} in one commit: {url}"
     )
 
 
 @click.command("download")
-@click.argument("repo_id")
+@click.argument("name_or_repo")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -250,19 +255,47 @@ def publish_cmd(path, repo_id, private, dry_run, message):
     help="Data directory to put each dataset in (default: $MDRBENCH_DATA or ~/.cache/mdrbench/datasets).",
 )
 @click.option(
-    "--revision", default=None, help="Branch, tag or commit of the repository (default: main)."
+    "--revision",
+    default=None,
+    help="Branch, tag or commit (default: a dataset's pinned revision; a repository's main).",
+)
+@click.option(
+    "--dataset",
+    "names",
+    multiple=True,
+    help="With ORG/REPO: only this dataset (repeatable); default all it holds.",
 )
 @click.option("--force", is_flag=True, help="Replace datasets already in --out.")
-def download_cmd(repo_id, out, revision, force):
-    """Download a dataset repository published by `mdrbench publish` and verify every file.
+def download_cmd(name_or_repo, out, revision, names, force):
+    """Download a benchmark dataset from its pinned Hub home (NAME, see `mdrbench datasets`)
+    or the datasets of a repository published by `mdrbench publish` (ORG/REPO), and verify
+    every file.
 
-    Each dataset lands in OUT/<name>/ only after every checksum matches its manifest.
+    Only the named datasets' files are fetched. Each lands in OUT/<name>/ only after every
+    checksum matches its manifest.
 
-    Example: mdrbench download my-lab/mdr-benchmarks --out data
+    Example: mdrbench download amazon-6 --out data
+
+    Example: mdrbench download my-lab/mdr-benchmarks --dataset taobao-10 --out data
     """
     from mdrbench import hub
+    from mdrbench.builders.specs import DATASETS
+    from mdrbench.errors import unknown_name
     from mdrbench.paths import default_data_dir
 
     out = out if out is not None else default_data_dir()
-    for p in hub.download(repo_id, out, revision=revision, force=force):
+    if "/" in name_or_repo:
+        repo, wanted = name_or_repo, list(names) or None
+    elif name_or_repo in DATASETS:
+        if names:
+            raise UserError("--dataset goes with ORG/REPO; with a dataset NAME, give just NAME")
+        spec = DATASETS.get(name_or_repo)
+        repo, wanted = spec.hub_repo, [name_or_repo]
+        revision = revision or spec.hub_revision
+    else:
+        raise UserError(
+            f"{unknown_name('dataset', name_or_repo, DATASETS.names())} Or pass a Hub "
+            "repository as ORG/REPO."
+        )
+    for p in hub.download(repo, out, revision=revision, force=force, names=wanted):
         click.echo(f"{p}: every file matches manifest.json")

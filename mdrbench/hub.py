@@ -152,7 +152,7 @@ def card_metadata(layout: Layout) -> dict:
     """The YAML header of the Hub dataset card."""
     n = sum(b.manifest["totals"]["n_train"] + b.manifest["totals"]["n_val"]
             + b.manifest["totals"]["n_test"] for b in layout.datasets)  # fmt: skip
-    configs = []
+    configs, infos = [], []
     for i, b in enumerate(layout.datasets):
         cfg = {
             "config_name": b.name,
@@ -164,6 +164,29 @@ def card_metadata(layout: Layout) -> dict:
         if i == 0:
             cfg["default"] = True
         configs.append(cfg)
+        domains = sorted(b.manifest["domains"], key=lambda d: d["id"])
+        infos.append({
+            "config_name": b.name,
+            "features": [
+                {"name": "user_id", "dtype": "int64"},
+                {"name": "item_id", "dtype": "int64"},
+                # ClassLabel: `datasets` shows each domain_id's domain name.
+                {"name": "domain_id", "dtype": {"class_label": {
+                    "names": {str(d["id"]): str(d["name"]) for d in domains}}}},
+                {"name": "label", "dtype": "int8"},
+            ],
+            "splits": [
+                {"name": split, "num_examples": int(b.manifest["totals"][f"n_{short}"])}
+                for split, short in zip(HUB_SPLITS, ("train", "val", "test"))
+            ],
+        })  # fmt: skip
+    # Taobao's fixed user/item feature tables: one config each (split "train": all rows).
+    for b in layout.datasets:
+        for who in ("user", "item"):
+            f = f"{who}_features.parquet"
+            if f in b.manifest["files"]:
+                configs.append({"config_name": f"{b.name}-{who}-features",
+                                "data_files": [{"split": "train", "path": f"data/{b.name}/{f}"}]})  # fmt: skip
     kinds = sorted({b.manifest.get("kind", "") for b in layout.datasets})
     return {
         "pretty_name": "Multi-domain recommendation benchmarks (mdrbench)",
@@ -174,6 +197,7 @@ def card_metadata(layout: Layout) -> dict:
         "tags": TAGS,
         "size_categories": [size_category(n)],
         "configs": configs,
+        "dataset_info": infos,
     }
 
 
@@ -234,7 +258,8 @@ def hub_card(layout: Layout) -> str:
         features = (
             f"\n- Feature tables: `data/{b.name}/user_features.parquet`, "
             f"`data/{b.name}/item_features.parquet` (id + 128 float32 values), not part of the "
-            "splits above; join them on `user_id` / `item_id`."
+            f"splits above (configs `{b.name}-user-features`, `{b.name}-item-features`); join "
+            "them on `user_id` / `item_id`."
             if any(f.endswith("_features.parquet") for f in m["files"])
             else ""
         )
@@ -303,7 +328,11 @@ mdrbench eval --dataset data/{first} --model mlp --method alternate --seeds 0,1,
 ```
 
 With the `datasets` library: `load_dataset("{repo}", "{first}")` (splits `train`,
-`validation`, `test`).
+`validation`, `test`; `domain_id` is a `ClassLabel` naming each domain). Taobao's feature
+tables are the configs `<name>-user-features` and `<name>-item-features`.
+
+With mdrbench's Python API (downloads the pinned build on first use, then verifies it):
+`mdrbench.load_dataset("{first}")`.
 
 {chr(10).join(sections)}
 
@@ -364,28 +393,51 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     return tuple(errs)
 
 
+def fetch_dataset(name: str, data_dir: os.PathLike | str) -> Path:
+    """Download benchmark `name` from its pinned Hub home (the spec's `hub_repo` at
+    `hub_revision`) into `data_dir/<name>/`, verified; only that dataset's files."""
+    from mdrbench.builders.specs import DATASETS
+
+    spec = DATASETS.get(name)
+    return download(spec.hub_repo, data_dir, revision=spec.hub_revision, names=[name])[0]
+
+
 def _hub_error(exc: Exception, what: str, repo_id: str) -> UserError:
     """A Hub failure as one clear message (huggingface_hub's messages never hold the token)."""
-    from huggingface_hub.errors import RepositoryNotFoundError
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, OfflineModeIsEnabled):
+        return UserError(f"{what} failed: HF_HUB_OFFLINE is set; unset it to reach the Hub")
     if isinstance(exc, RepositoryNotFoundError):
         hint = f"no dataset repository {repo_id} on the Hub, or it is private and your token cannot read it"
+    elif isinstance(exc, RevisionNotFoundError):
+        hint = (f"{repo_id} has no such revision (branch, tag or commit); pass an existing one "
+                "with --revision")  # fmt: skip
     elif status in (401, 403):
         hint = "the Hub refused the token: check HF_TOKEN (or `hf auth login`) and its write access"
     else:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         hint = " ".join(lines[:2]) or type(exc).__name__
         if status is None:  # no HTTP answer: refused, cut, timed out
-            hint = (f"{type(exc).__name__}: {hint[:300]}. Check the network connection (and "
-                    "HF_ENDPOINT if set), then run the command again")  # fmt: skip
+            hint = (f"cannot reach the Hub at {constants.ENDPOINT} ({type(exc).__name__}: "
+                    f"{hint[:300]}). Check the network connection (and HF_ENDPOINT if set), "
+                    "then run the command again")  # fmt: skip
     return UserError(f"{what} failed: {hint}")
 
 
-def upload(layout: Layout, *, private: bool = False, message: str | None = None) -> str:
+def upload(
+    layout: Layout, *, private: bool = False, message: str | None = None, tag: str | None = None
+) -> str:
     """Create the dataset repo if missing and push every file in ONE commit; files the repo
     holds that the layout does not (an older build's) are deleted in that same commit.
-    Returns the commit URL."""
+    With `tag`, the commit is also tagged (the pinned revision `mdrbench download NAME`
+    fetches, e.g. spec-2.0). Returns the commit URL."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 
     if not get_token():
@@ -414,6 +466,9 @@ def upload(layout: Layout, *, private: bool = False, message: str | None = None)
             commit_description="Built and verified by mdrbench; each data/<name>/manifest.json "
             "holds the sha256 of every file of its dataset.",
         )  # fmt: skip
+        if tag:
+            api.create_tag(repo, tag=tag, revision=info.oid, repo_type="dataset",
+                           tag_message=f"mdrbench {__version__}: {names}")  # fmt: skip
     except _network_errors() as exc:
         raise _hub_error(exc, f"publishing to the Hub repo {repo}", repo) from None
     return info.commit_url
@@ -425,10 +480,12 @@ def download(
     *,
     revision: str | None = None,
     force: bool = False,
+    names: list[str] | None = None,
 ) -> list[Path]:
-    """Fetch a published repo, verify every dataset against its manifest, and move each
-    into `out/<name>/` (a data directory mdrbench reads). Nothing is left in `out` when a
-    checksum fails. Returns the dataset folders."""
+    """Fetch a published repo (with `names`, only those datasets' files: `allow_patterns`),
+    verify every dataset against its manifest, and move each into `out/<name>/` (a data
+    directory mdrbench reads). Nothing is left in `out` when a checksum fails. Returns the
+    dataset folders."""
     from huggingface_hub import snapshot_download
 
     from mdrbench.atomic import swap_into_place
@@ -437,11 +494,20 @@ def download(
     out = writable_dir(Path(out))
     tmp = Path(tempfile.mkdtemp(prefix=".hub-download-", dir=out))
     try:
+        at = f"{repo_id}" + (f" at revision {revision}" if revision else "")
+        patterns = [f"data/{n}/*" for n in names] if names else None
         try:
-            snapshot_download(repo_id, repo_type="dataset", revision=revision, local_dir=tmp)
+            kw = {"allow_patterns": patterns} if patterns else {}
+            snapshot_download(repo_id, repo_type="dataset", revision=revision, local_dir=tmp, **kw)
         except _network_errors() as exc:
-            raise _hub_error(exc, f"downloading {repo_id}", repo_id) from None
+            raise _hub_error(exc, f"downloading {at}", repo_id) from None
         folders = sorted(p.parent for p in (tmp / "data").glob(f"*/{MANIFEST}"))
+        missing = [n for n in names or () if n not in {f.name for f in folders}]
+        if missing:
+            raise UserError(
+                f"{at} holds no dataset {', '.join(missing)} (no data/<name>/{MANIFEST}); "
+                f"it holds: {', '.join(f.name for f in folders) or 'none'}"
+            )
         if not folders:
             raise UserError(
                 f"{repo_id} holds no mdrbench dataset (no data/<name>/{MANIFEST}): "

@@ -251,7 +251,8 @@ def make_results_dir(root: os.PathLike, dataset_dir: os.PathLike, entries, seeds
 class FakeHub:
     """Just enough of the Hub's HTTP API for huggingface_hub 2.x's `create_repo`,
     `list_repo_files`, `create_commit` (regular and LFS "basic" uploads; start the client
-    with HF_HUB_DISABLE_XET=1) and `snapshot_download`, on 127.0.0.1. Every request is
+    with HF_HUB_DISABLE_XET=1), `create_tag` and `snapshot_download` (a revision must be
+    main, the head commit or a tag), on 127.0.0.1. Every request is
     recorded as (method, path, headers with lower-case names)."""
 
     token = "hf_fake_test_token_do_not_print_0123456789"  # the only token writes accept
@@ -342,6 +343,8 @@ class FakeHub:
                     repo = self._repo(f"datasets/{m[2]}")
                     if repo is None:
                         return
+                    if m[3] not in ("main", repo["sha"], *repo.get("tags", {})):
+                        return self._err(404, f"Invalid rev id: {m[3]}", "RevisionNotFound")
                     return self._send(200, {
                         "id": m[2], "sha": repo["sha"], "private": repo["private"],
                         "siblings": [{"rfilename": f} for f in sorted(repo["files"])],
@@ -429,6 +432,15 @@ class FakeHub:
                 if path == "/lfs-verify":
                     oid = json.loads(body)["oid"]
                     return self._send(200 if oid in hub.blobs else 404, {})
+                if m := re.fullmatch(r"/api/(datasets)/([^/]+/[^/]+)/tag/([^/]+)", path):
+                    repo = self._repo(f"datasets/{m[2]}")
+                    if repo is None:
+                        return
+                    tag = json.loads(body)["tag"]
+                    if tag in repo.setdefault("tags", {}):
+                        return self._err(409, f"Tag {tag} already exists")
+                    repo["tags"][tag] = repo["sha"] if m[3] == "main" else m[3]
+                    return self._send(200, {})
                 if m := re.fullmatch(r"/api/(datasets)/([^/]+/[^/]+)/commit/([^/]+)", path):
                     repo = self._repo(f"datasets/{m[2]}")
                     if repo is None:

@@ -74,12 +74,45 @@ def test_card_yaml_parses_and_every_data_file_exists(dry):
     assert (out / meta["license_link"]).is_file()
     assert meta["task_categories"] == ["tabular-classification"]
     assert "recommendation" in meta["tags"] and meta["size_categories"] == ["n<1K"]
-    assert [c["config_name"] for c in meta["configs"]] == ["amazon-6", "taobao-10"]
+    assert [c["config_name"] for c in meta["configs"]] == [
+        "amazon-6", "taobao-10", "taobao-10-user-features", "taobao-10-item-features"
+    ]  # fmt: skip
     assert meta["configs"][0]["default"] is True
-    for c in meta["configs"]:
+    for c in meta["configs"][:2]:
         assert [f["split"] for f in c["data_files"]] == ["train", "validation", "test"]
+    for c in meta["configs"][2:]:
+        assert [f["split"] for f in c["data_files"]] == ["train"]
+    for c in meta["configs"]:
         for f in c["data_files"]:
             assert (out / f["path"]).is_file(), f["path"]
+    # domain_id is a ClassLabel with the build's domain names, in id order.
+    for info in meta["dataset_info"]:
+        manifest = json.loads((out / "data" / info["config_name"] / "manifest.json").read_text())
+        feats = {f["name"]: f["dtype"] for f in info["features"]}
+        names = feats["domain_id"]["class_label"]["names"]
+        assert names == {str(d["id"]): d["name"] for d in manifest["domains"]}
+        assert [sp["num_examples"] for sp in info["splits"]] == [
+            manifest["totals"][k] for k in ("n_train", "n_val", "n_test")
+        ]
+
+
+def test_datasets_library_shows_domain_names(dry):
+    """`datasets.load_dataset` on the published folder (skipped where `datasets` is not
+    installed: it is no dependency of mdrbench)."""
+    datasets = pytest.importorskip("datasets")
+    out, _ = dry
+    manifest = json.loads((out / "data" / "amazon-6" / "manifest.json").read_text())
+    names = [d["name"] for d in sorted(manifest["domains"], key=lambda d: d["id"])]
+    ds = datasets.load_dataset(str(out), "amazon-6", cache_dir=str(out.parent / "hf-cache"))
+    assert set(ds) == {"train", "validation", "test"}
+    feature = ds["test"].features["domain_id"]
+    assert isinstance(feature, datasets.ClassLabel) and feature.names == names
+    row = ds["test"][0]
+    assert feature.int2str(row["domain_id"]) in names
+    assert ds["test"].num_rows == manifest["totals"]["n_test"]
+    users = datasets.load_dataset(str(out), "taobao-10-user-features",
+                                  cache_dir=str(out.parent / "hf-cache"))  # fmt: skip
+    assert len(users["train"][0]["features"]) == 128
 
 
 def test_card_body_has_build_statistics_checksums_and_citations(dry, data):
@@ -262,3 +295,77 @@ def test_commands_are_registered_with_examples(capsys):
     for cmd in ("publish", "download"):
         code, out, _ = run_cli(capsys, cmd, "--help")
         assert code == 0 and "Example: mdrbench" in out
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed once we return: connections are refused
+
+
+def test_publish_and_download_with_no_network_say_so_in_one_line(tmp_path, data):
+    env = dict(hf_env(tmp_path / "home", None), HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}",
+               HF_TOKEN=FakeHub.token)  # fmt: skip
+    for args in (
+        ["publish", data / "amazon-6", "--repo-id", REPO],
+        ["download", REPO, "--out", tmp_path / "o"],
+        ["download", "amazon-6", "--out", tmp_path / "o"],
+    ):
+        r = cli(env, *args)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
+        assert "cannot reach the Hub" in r.stderr and "Traceback" not in r.stderr
+        assert FakeHub.token not in r.stderr
+    assert not any((tmp_path / "o").iterdir())  # nothing half-downloaded
+    r = cli(dict(env, HF_HUB_OFFLINE="1"), "download", REPO, "--out", tmp_path / "o")
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def test_download_name_fetches_only_that_dataset_at_its_pinned_revision(tmp_path, data):
+    from mdrbench.builders.specs import DATASETS
+
+    spec = DATASETS.get("amazon-6")
+    with FakeHub() as hub:
+        env = hf_env(tmp_path / "home", hub)
+        r = cli(env, "publish", data, "--repo-id", spec.hub_repo)
+        assert r.returncode == 0, r.stderr
+        # Not tagged yet: the pinned revision does not exist, and the user is told.
+        r = cli(env, "download", "amazon-6", "--out", tmp_path / "none")
+        assert r.returncode == 2 and "no such revision" in r.stderr, r.stderr
+        r = cli(env, "publish", data, "--repo-id", spec.hub_repo, "--tag", spec.hub_revision)
+        assert r.returncode == 0, r.stderr
+        assert hub.repos[f"datasets/{spec.hub_repo}"]["tags"] == {
+            spec.hub_revision: hub.repos[f"datasets/{spec.hub_repo}"]["sha"]
+        }
+        before = len(hub.requests)
+        out = tmp_path / "datasets"
+        r = cli(env, "download", "amazon-6", "--out", out)
+        assert r.returncode == 0, r.stderr
+        assert [p.name for p in out.iterdir()] == ["amazon-6"] and verify(out / "amazon-6") == []
+        got = [p for m, p, _ in hub.requests[before:] if m == "GET" and "/resolve/" in p]
+        assert got and all("/data/amazon-6/" in p for p in got)  # allow_patterns: only it
+        assert any(f"/revision/{spec.hub_revision}" in p for _, p, _ in hub.requests[before:])
+
+        # ORG/REPO --dataset NAME: only that one too; an absent name is an Error.
+        r = cli(env, "download", spec.hub_repo, "--dataset", "taobao-10", "--out", out)
+        assert r.returncode == 0 and sorted(p.name for p in out.iterdir()) == ["amazon-6", "taobao-10"]
+        r = cli(env, "download", spec.hub_repo, "--dataset", "amazon-13", "--out", tmp_path / "x")
+        assert r.returncode == 2 and "holds no dataset amazon-13" in r.stderr
+        r = cli(env, "download", "amazon6", "--out", tmp_path / "x")
+        assert r.returncode == 2 and "did you mean 'amazon-6'" in r.stderr
+
+        # mdrbench.load_dataset(NAME) with an empty data directory: fetched, verified, loaded.
+        code = ("import mdrbench; ds = mdrbench.load_dataset('taobao-10'); "
+                "print(ds.path, ds.split('test').height, ds.verify())")  # fmt: skip
+        data_dir = tmp_path / "cache"
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=dict(env, MDRBENCH_DATA=str(data_dir)), timeout=120)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        path, n, problems = r.stdout.split(" ", 2)
+        assert path == str(data_dir / "taobao-10") and problems.strip() == "[]"
+        manifest = json.loads((data / "taobao-10" / "manifest.json").read_text())
+        assert int(n) == manifest["totals"]["n_test"]
+        assert [p.name for p in data_dir.iterdir()] == ["taobao-10"]

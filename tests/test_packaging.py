@@ -29,7 +29,18 @@ def _imported_top_level() -> dict[str, str]:
     out: dict[str, str] = {}
     for d in PACKAGE_DIRS:
         for f in sorted((ROOT / d).rglob("*.py")):
-            for node in ast.walk(ast.parse(f.read_text("utf-8"))):
+            tree = ast.parse(f.read_text("utf-8"))
+            optional = {  # `try: import x / except ImportError:`: an optional dependency
+                id(n)
+                for t in ast.walk(tree)
+                if isinstance(t, ast.Try)
+                and any("ImportError" in ast.unparse(h.type or ast.Name("")) for h in t.handlers)
+                for stmt in t.body
+                for n in ast.walk(stmt)
+            }
+            for node in ast.walk(tree):
+                if id(node) in optional:
+                    continue
                 if isinstance(node, ast.Import):
                     names = [a.name for a in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
