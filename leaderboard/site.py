@@ -560,14 +560,19 @@ def check_site_folder(out: Path, inputs: list[Path] = ()) -> None:
     wrote (its marker lists every file in it), and never one holding the results."""
     out = Path(out)
     fix = "pass a new or empty folder (or the folder of an earlier site) as --out"
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a folder: {fix}.")
     real = out.resolve()
     for p in inputs:
         if Path(p).resolve().is_relative_to(real):
             raise UserError(f"--out {out} holds the results being published ({p}): {fix}.")
+        if Path(p).is_dir() and real.is_relative_to(Path(p).resolve()):
+            raise UserError(
+                f"--out {out} is inside the results folder {p} (its JSON files would be read "
+                f"as results): {fix} outside it."
+            )
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder: {fix}.")
     present = {p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir()}
     if not present and not any(out.iterdir()):
         return

@@ -105,7 +105,16 @@ def stats_cmd(name_or_path, fmt):
     from mdrbench.builders.manifest import load_manifest, stats_tables
     from mdrbench.paths import resolve_dataset
 
-    click.echo(stats_tables(load_manifest(resolve_dataset(name_or_path)), fmt))
+    folder = resolve_dataset(name_or_path)
+    try:
+        text = stats_tables(load_manifest(folder), fmt)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        why = f"no field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise UserError(
+            f"{folder / 'manifest.json'} lacks the statistics ({why}): "
+            "not a complete mdrbench manifest; rebuild the dataset."
+        ) from None
+    click.echo(text)
 
 
 @click.command("verify")

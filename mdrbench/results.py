@@ -66,6 +66,11 @@ def load_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UserError(f"{f}: not readable JSON ({exc})") from None
         if is_result(obj):
+            from mdrbench.validate import check_schema
+
+            errs = check_schema(obj)
+            if errs:
+                raise UserError(f"{f}: not a valid result ({errs[0]}); see mdrbench validate {f}")
             obj.setdefault("_path", str(f))
             out.append(obj)
     return out

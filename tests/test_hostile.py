@@ -99,6 +99,11 @@ def test_1_leaderboard_build_never_deletes_what_it_did_not_write(capsys, data, r
     err = user_error(capsys, "leaderboard", "build", res, "--out", res, *site_args)
     assert "holds the results" in err
     assert snapshot(res) == before
+    # ...or a folder inside it (the site's JSON files would be read as results next time).
+    assert "inside the results" in user_error(
+        capsys, "leaderboard", "build", res, "--out", res / "site", *site_args
+    )
+    assert snapshot(res) == before
     # --out a folder holding anything else (a user's notes): refused, kept.
     other = tmp_path / "other"
     other.mkdir()
@@ -364,6 +369,13 @@ def test_6_errors_not_tracebacks(capsys, data, raw_taobao, tmp_path, monkeypatch
     binary.parent.mkdir()
     binary.write_bytes(b"\x00\xff\xfe\x80")
     assert "x.json" in user_error(capsys, "table", binary.parent)
+    binary.write_text(json.dumps({"schema_version": 1, "dataset": {"name": "x"}, "model": "m",
+                                  "method": "a", "seed": 0, "metrics": {}}))  # fmt: skip
+    assert "not a valid result" in user_error(capsys, "table", binary.parent)
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "manifest.json").write_text('{"name": "x", "domains": [], "totals": {}, "files": {}}')
+    assert "manifest" in user_error(capsys, "stats", half)
     assert "ORG/NAME" in user_error(capsys, "download", "org/<script>", "--out", tmp_path)
 
     # A Hub that is unreachable, or that cuts the connection: Error lines, in a subprocess
