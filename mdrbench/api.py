@@ -154,13 +154,15 @@ def train(
     out: str | os.PathLike | None = None,
     predictions: bool = True,
     verbose: bool = False,
+    force: bool = False,
     **overrides: Any,
 ):
     """Train `model` (a registered name, or an nn.Module with forward(batch) -> logits) with
     the learning framework `method` on `dataset` (a Dataset, a built folder or name, or
     MDRData); keyword arguments override hyperparameters as `--set` does (epochs=3,
     lr=0.002, threads=1, ...). With `out`, the result JSON (and its test predictions) is
-    written there as `mdrbench eval` writes it. Returns a `RunResult`: `.record` (the
+    written there as `mdrbench eval` writes it (a result there of another config is replaced
+    only with `force=True`). Returns a `RunResult`: `.record` (the
     result), `.history` (one entry per epoch), `.framework`, `.test_scores`."""
     from mdrbench.cli_train import save_result, split_arrays
     from mdrbench.data import MDRData
@@ -177,7 +179,7 @@ def train(
     )  # fmt: skip
     if out is not None:
         test = split_arrays(dataset.test) if predictions else None
-        res.path = save_result(res.record, Path(out), test, res.test_scores)
+        res.path = save_result(res.record, Path(out), test, res.test_scores, force=force)
     return res
 
 

@@ -79,6 +79,8 @@ def score_cmd(
     target = out / result_filename(record)
     if target.exists() and not force:
         raise UserError(f"{target} exists: pass --force to replace it, or --out another folder")
-    path = save_result(record, out, (test.rows["domain_id"], test.rows["label"]), scores)
+    path = save_result(
+        record, out, (test.rows["domain_id"], test.rows["label"]), scores, force=True
+    )  # replacing was refused above unless --force
     click.echo(render(domain_table(aggregate([record])), "md"))
     click.echo(f"wrote {path}; check it with: mdrbench validate {out} --dataset {ds.path}")

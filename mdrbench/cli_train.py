@@ -96,12 +96,25 @@ def write_predictions(path: Path, domain_id, label, scores) -> None:
     _replace_file(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
-def save_result(record: dict, out: Path, test=None, scores=None) -> Path:
+def save_result(record: dict, out: Path, test=None, scores=None, force: bool = False) -> Path:
     """Write `record` into `out` (file name: `result_filename`); given the test split's
-    `(domain_id, label)` arrays and the `scores`, its predictions beside it (`write_result`)."""
+    `(domain_id, label)` arrays and the `scores`, its predictions beside it (`write_result`).
+    A result there of another config or dataset build is replaced only with `force`."""
+    from mdrbench.results import config_diff, read_result
     from mdrbench.trainer import result_filename
 
     path = Path(out) / result_filename(record)
+    old = None if force else read_result(path)
+    if old is not None:
+        sha = record["dataset"].get("manifest_sha256")
+        diff = config_diff(old.get("config", {}), record.get("config", {}))
+        if old["dataset"].get("manifest_sha256") != sha:
+            diff.insert(0, "dataset build (manifest sha256) differs")
+        if diff:
+            raise UserError(
+                f"{path} holds a result of another config or build ({'; '.join(diff[:3])}): "
+                "pass force=True (--force) to replace it, or write to another folder."
+            )
     write_result(path, record, test, scores)
     return path
 

@@ -235,6 +235,18 @@ def test_5_nothing_is_replaced_without_force(capsys, data, results, tmp_path):
 
     assert finished_result(result_path(out, "taobao-10", "mlp", "alternate", 1)) == rec
     assert not list(out.glob(".*"))  # no lock or temporary file left
+    # The Python API writes as eval does: another config is refused unless force=True.
+    import mdrbench
+    from mdrbench.errors import UserError
+
+    kw = {"seed": 2, "out": out, "epochs": 1, "emb_dim": 8, "hidden": [16], "threads": 1}
+    with pytest.raises(UserError, match="another config"):
+        mdrbench.train(str(data), "mlp", "alternate", lr=0.05, **kw)
+    assert snapshot(out)["taobao-10__mlp__alternate__seed2.json"] == before[
+        "taobao-10__mlp__alternate__seed2.json"]  # fmt: skip
+    mdrbench.train(str(data), "mlp", "alternate", lr=0.05, force=True, **kw)
+    rec = json.loads((out / "taobao-10__mlp__alternate__seed2.json").read_text())
+    assert rec["config"]["train"]["lr"] == 0.05
 
 
 def test_5_concurrent_writers_of_one_result_or_one_dataset(capsys, data, raw_taobao, tmp_path):
