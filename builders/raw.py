@@ -258,15 +258,37 @@ def _read_csv_checked(path: Path, columns: list[str], raw_dir: Path, on_bad_line
     return df, info
 
 
+def _commas_per_line(data: bytes, chunk: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
+    """(commas, blank) for each line of `data` (as `data.split(b"\\n")` cuts it), computed
+    over newline-aligned chunks so the temporaries stay ~5x `chunk` bytes, not the file's."""
+    arr = np.frombuffer(data, np.uint8)
+    n = arr.size
+    if n == 0:
+        return np.zeros(1, np.int64), np.ones(1, bool)
+    commas, blank, start = [], [], 0
+    while True:
+        end = min(start + chunk, n)
+        if end < n:
+            cut = data.rfind(b"\n", start, end)
+            end = cut + 1 if cut >= start else (data.find(b"\n", end) + 1 or n)
+        part = arr[start:end]
+        nl = np.flatnonzero(part == 10)
+        s, e = np.r_[0, nl + 1], np.r_[nl, part.size]
+        if end < n:  # the part ends with "\n": what follows belongs to the next part
+            s, e = s[:-1], e[:-1]
+        c = np.r_[0, np.cumsum(part == 44, dtype=np.int32)]
+        commas.append((c[e] - c[s]).astype(np.int64))
+        blank.append((e - s) <= (part[np.maximum(e - 1, 0)] == 13))  # "" or "\r"
+        if end >= n:
+            break
+        start = end
+    return np.concatenate(commas), np.concatenate(blank)
+
+
 def _drop_ragged(path: Path, data: bytes, n_cols: int, on_bad_lines: str) -> tuple[bytes, int]:
     """Lines (after the header) whose number of fields is not the header's: an error naming
     the first, or (skip) dropped and counted. The files are unquoted CSV."""
-    arr = np.frombuffer(data, np.uint8)
-    nl = np.flatnonzero(arr == 10)
-    starts, ends = np.r_[0, nl + 1], np.r_[nl, arr.size]
-    commas = np.r_[0, np.cumsum(arr == 44)]
-    per_line = commas[ends] - commas[starts]
-    blank = (ends - starts) <= (arr[np.maximum(ends - 1, 0)] == 13)  # "" or "\r"
+    per_line, blank = _commas_per_line(data)
     bad = ~blank & (per_line != n_cols - 1)
     bad[0] = False  # the header, checked by name
     n_bad = int(bad.sum())
@@ -314,14 +336,18 @@ def _read_embeddings(path: Path, id_col: str, raw_dir: Path, on_bad_lines: str):
     ).filter(ok)
     # An id given again with another vector is a bad line (which one is right?); an exact
     # repeat is harmless and dropped.
+    dups = rows.filter(pl.col(id_col).is_duplicated())  # usually none: no extra memory
+    if dups.height:
+        seen = dups.unique(subset=id_col, keep="first", maintain_order=True)
+        dups = dups.join(seen.select(id_col, _l0="_line", _f0="features"), on=id_col, how="left")
+        clash = ((dups["_line"] != dups["_l0"]) & (dups["features"] != dups["_f0"])).to_numpy()
+        if clash.any():
+            mask = np.zeros(df.height, bool)
+            mask[dups["_line"].to_numpy()[clash]] = True
+            n_bad += _bad_rows(
+                path, mask, f"{id_col} given again with another vector", on_bad_lines
+            )
     first = rows.unique(subset=id_col, keep="first", maintain_order=True)
-    seen = first.select(id_col, _l0="_line", _f0="features")
-    rows = rows.join(seen, on=id_col, how="left", maintain_order="left")
-    clash = ((rows["_line"] != rows["_l0"]) & (rows["features"] != rows["_f0"])).to_numpy()
-    if clash.any():
-        mask = np.zeros(df.height, bool)
-        mask[rows["_line"].to_numpy()[clash]] = True
-        n_bad += _bad_rows(path, mask, f"{id_col} given again with another vector", on_bad_lines)
     info.n_bad_lines += n_bad
     return first.select(id_col, "features"), info
 
