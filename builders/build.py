@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -28,7 +27,11 @@ from mdrbench.builders.specs import (
     get_spec,
 )
 from mdrbench.errors import UserError
+from mdrbench.log import bar
+from mdrbench.log import get as get_logger
 from mdrbench.paths import default_data_dir
+
+_logger = get_logger(__name__)
 
 # Above this a domain gets almost no negatives (#neg = #pos / ratio per user, truncated).
 MAX_CTR_RATIO = 100.0
@@ -40,8 +43,9 @@ def default_raw_dir(kind: str) -> Path:
 
 
 def _log(progress: bool, msg: str) -> None:
+    """A build step's message, through logging (the CLI prints it on stderr unless -q)."""
     if progress:
-        print(msg, file=sys.stderr, flush=True)
+        _logger.info(msg)
 
 
 def _write_parquet(df: pl.DataFrame, path: Path) -> None:
@@ -58,7 +62,7 @@ def _amazon_positives(spec, domains, raw_dir, on_bad_lines, offline, progress):
     names = [d.name for d in domains]
     paths = ensure_amazon_files(names, raw_dir, offline=offline, progress=progress)
     frames, infos = [], {}
-    for d_id, name in enumerate(names):
+    for d_id, name in enumerate(bar(names, enabled=progress, desc="reading", unit="file")):
         path = Path(paths[name])
         _log(progress, f"  reading {path.name}")
         df, info = rawio.read_amazon(path, on_bad_lines)

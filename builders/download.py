@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import os
 import re
-import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -22,9 +21,11 @@ import requests
 import urllib3
 
 from mdrbench.errors import UserError
+from mdrbench.log import get as get_logger
 
 from . import specs
 
+_logger = get_logger(__name__)
 CHUNK = 1 << 20  # 1 MiB
 MIB = float(1 << 20)
 
@@ -260,50 +261,40 @@ def _sha256_of(path: Path):
 
 
 class _Progress:
-    """`\\r  Gift_Cards_5.json.gz  12.3/45.6 MiB  27%` on a TTY; one line per file otherwise."""
+    """One tqdm bar per file, in bytes, starting at the bytes already on disk (a resumed
+    `.part` shows where it resumed, and its rate counts only new bytes); shown on a terminal
+    unless -q. Messages (which file, retries) go through logging."""
 
     def __init__(self, name: str, enabled: bool):
         self.name = name
         self.enabled = enabled
-        self.tty = enabled and sys.stderr.isatty()
-        self.started = False
-        self.total: int | None = None
-        self.done = 0
-        self.drawn = False  # a \r line is on screen and needs a newline before other text
+        self.bar = None
 
     def start(self, done: int, total: int | None):
-        self.total = total
-        if self.enabled and not self.tty and not self.started:
-            print(f"  downloading {self.name}", file=sys.stderr, flush=True)
-        self.started = True
-        self.update(done)
+        from mdrbench.log import bar
+
+        if self.bar is None:
+            if self.enabled:
+                _logger.info(f"  downloading {self.name}"
+                             + (f" (resuming at {done / MIB:.1f} MiB)" if done else ""))  # fmt: skip
+            self.bar = bar(total=total, initial=done, desc=f"  {self.name}", unit="B",
+                           unit_scale=True, unit_divisor=1024, enabled=self.enabled)  # fmt: skip
+        else:  # a retry: same bar, from what is on disk now
+            self.bar.reset(total=total)
+            self.bar.update(done)
 
     def update(self, done: int):
-        self.done = done
-        if not self.tty:
-            return
-        text = f"\r  {self.name}  {done / MIB:.1f}"
-        if self.total:
-            text += f"/{self.total / MIB:.1f} MiB  {100 * done // self.total}%"
-        else:
-            text += " MiB"
-        sys.stderr.write(text)
-        sys.stderr.flush()
-        self.drawn = True
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
 
     def note(self, message: str):
         if self.enabled:
-            self._newline()
-            print(f"  {self.name}: {message}", file=sys.stderr, flush=True)
+            _logger.info(f"  {self.name}: {message}")
 
     def close(self):
-        self._newline()
-
-    def _newline(self):
-        if self.drawn:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-            self.drawn = False
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def gzip_problem(path: Path) -> str | None:

@@ -162,7 +162,8 @@ def train(
     MDRData); keyword arguments override hyperparameters as `--set` does (epochs=3,
     lr=0.002, threads=1, ...). With `out`, the result JSON (and its test predictions) is
     written there as `mdrbench eval` writes it (a result there of another config is replaced
-    only with `force=True`). Returns a `RunResult`: `.record` (the
+    only with `force=True`). `verbose`: epoch lines through logging and a progress bar of
+    training rows on a terminal. Returns a `RunResult`: `.record` (the
     result), `.history` (one entry per epoch), `.framework`, `.test_scores`."""
     from mdrbench.cli_train import save_result, split_arrays
     from mdrbench.data import MDRData
@@ -173,9 +174,13 @@ def train(
         dataset = dataset.to_torch()
     elif not isinstance(dataset, MDRData):
         dataset = load_dataset(dataset).to_torch()
+    if verbose:
+        from mdrbench.log import setup
+
+        setup()  # INFO messages on stderr (nothing is configured when used as a library)
     res = run_training(
         dataset, model, method, seed=seed, overrides=overrides,
-        log=stderr_log if verbose else None,
+        log=stderr_log if verbose else None, progress=verbose,
     )  # fmt: skip
     if out is not None:
         test = split_arrays(dataset.test) if predictions else None

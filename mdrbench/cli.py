@@ -52,7 +52,42 @@ class LazyGroup(click.Group):
             if exc.name == module_name:  # command not built yet
                 return None
             raise
-        return getattr(module, attr, None)
+        return with_verbosity(getattr(module, attr, None))
+
+
+def with_verbosity(cmd):
+    """Give a command (each command of a group) the -q/--quiet and -v/--verbose pair, and
+    configure logging from them before it runs (mdrbench/log.py): -q shows only warnings and
+    errors and no progress bars, -v adds debug messages. A command that declares its own
+    `quiet` / `verbose` parameters still receives them."""
+    if cmd is None or getattr(cmd, "_mdrbench_verbosity", False):
+        return cmd
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            with_verbosity(sub)
+        cmd._mdrbench_verbosity = True
+        return cmd
+    own = {p.name for p in cmd.params} & {"quiet", "verbose"}
+    if "quiet" not in own:
+        cmd.params.append(click.Option(["--quiet", "-q"], is_flag=True,
+                                       help="Only warnings and errors; no progress bars."))  # fmt: skip
+    if "verbose" not in own:
+        cmd.params.append(click.Option(["--verbose", "-v"], is_flag=True,
+                                       help="More detail (debug messages)."))  # fmt: skip
+    callback = cmd.callback
+
+    def run(*args, **kwargs):
+        from mdrbench import log
+
+        log.setup(quiet=kwargs.get("quiet", False), verbose=kwargs.get("verbose", False))
+        for name in ("quiet", "verbose"):
+            if name not in own:
+                kwargs.pop(name, None)
+        return callback(*args, **kwargs)
+
+    cmd.callback = run
+    cmd._mdrbench_verbosity = True
+    return cmd
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -193,7 +193,7 @@ def run_seeds(
                 stderr_log(f"== {name}: {model} + {method}, seed {seed}")
             res = train(
                 data, model, method, seed=seed, run=cfg,
-                log=None if quiet else stderr_log, log_domains=verbose,
+                log=None if quiet else stderr_log, log_domains=verbose, progress=not quiet,
             )  # fmt: skip
             if path is not None:
                 test = split_arrays(data.test) if predictions else None

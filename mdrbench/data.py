@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +54,9 @@ class Split:
     offsets: list[int]  # rows of domain d are offsets[d]:offsets[d+1]
     user_features: torch.Tensor | None = None  # float32 [n_users, F], shared with the dataset
     item_features: torch.Tensor | None = None
+    # Called with the row count of every batch `take` makes (the trainer's progress bar
+    # counts training rows with it during an epoch); None: nothing to call.
+    on_take: Callable[[int], None] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.label.shape[0])
@@ -80,6 +83,8 @@ class Split:
             batch["user_features"] = self.user_features[batch["user_id"]]
         if self.item_features is not None:
             batch["item_features"] = self.item_features[batch["item_id"]]
+        if self.on_take is not None:
+            self.on_take(int(batch["label"].shape[0]))
         return batch
 
     def batches(

@@ -9,7 +9,6 @@ number with `mdrbench.evaluate.evaluate`. See docs/training.md.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -26,9 +25,12 @@ from mdrbench.data import MDRData, Split, load_dataset
 from mdrbench.errors import UserError
 from mdrbench.evaluate import evaluate
 from mdrbench.frameworks import FRAMEWORKS, Context, Framework, set_sparse_embeddings
+from mdrbench.log import bar as progress_bar
+from mdrbench.log import get as get_logger
 from mdrbench.models import MODELS
 
 SCHEMA_VERSION = 1
+_log = get_logger(__name__)
 
 
 @dataclass
@@ -156,10 +158,12 @@ def train(
     run: RunConfig | None = None,
     log: Callable[[str], None] | None = None,
     log_domains: bool = False,
+    progress: bool = False,
 ) -> RunResult:
     """Train `model` (a registered name, or any nn.Module with forward(batch) -> logits)
     with framework `method` (a registered name, or a Framework subclass) on `dataset`; early stopping on average validation AUC; test
-    metrics of the best state. `log` receives progress lines (None: silent)."""
+    metrics of the best state. `log` receives progress lines (None: silent); `progress`
+    shows a tqdm bar of training rows per epoch (on a terminal)."""
     given = run is not None
     run = run if given else resolve_config(model, method, overrides)
     if run.train.threads > 0:
@@ -214,7 +218,15 @@ def train(
             epoch += 1
             net.train()
             t0 = time.perf_counter()
-            stats = fw.train_epoch(epoch, list(active))
+            bar = progress_bar(desc=f"epoch {epoch} [{stage.name}]", unit=" rows",
+                               unit_scale=True, enabled=progress)  # fmt: skip
+            if not bar.disable:
+                data.train.on_take = bar.update
+            try:
+                stats = fw.train_epoch(epoch, list(active))
+            finally:
+                data.train.on_take = None
+                bar.close()
             dt = time.perf_counter() - t0
             if not math.isfinite(stats.loss) and stats.samples:
                 raise _diverged(f"the training loss is {stats.loss} at epoch {epoch}")
@@ -305,7 +317,9 @@ def _fmt(x: float | None) -> str:
 
 
 def stderr_log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """A progress message, through logging (logger "mdrbench.trainer"; the CLI prints INFO
+    messages on stderr unless -q)."""
+    _log.info(msg)
 
 
 def result_filename(record: dict) -> str:

@@ -221,13 +221,23 @@ def test_nothing_reachable_names_file_urls_and_folder(tmp_path):
     assert not dest.exists()
 
 
-def test_progress_line_when_not_a_tty(server, tmp_path, capsys):
+@pytest.fixture
+def cli_logging():
+    """Messages configured as the CLI does (INFO on stderr via the "mdrbench" logger)."""
+    from mdrbench import log
+
+    log.setup()
+    yield
+    log.setup()
+
+
+def test_progress_line_when_not_a_tty(server, tmp_path, capsys, cli_logging):
     server.files["/a.gz"] = payload(1000)
     dl.download([server.base + "/a.gz"], tmp_path / "a.gz", backoff=0.01)
     assert capsys.readouterr().err == "  downloading a.gz\n"
 
 
-def test_progress_bar_on_a_tty(monkeypatch):
+def test_progress_bar_on_a_tty_starts_where_the_part_file_ends(monkeypatch, cli_logging):
     class Tty(io.StringIO):
         def isatty(self):
             return True
@@ -235,10 +245,27 @@ def test_progress_bar_on_a_tty(monkeypatch):
     err = Tty()
     monkeypatch.setattr("sys.stderr", err)
     bar = dl._Progress("Gift_Cards_5.json.gz", True)
-    bar.start(0, int(45.6 * dl.MIB))
-    bar.update(int(12.3 * dl.MIB))
+    bar.start(int(12.3 * dl.MIB), int(45.6 * dl.MIB))  # a resumed .part of 12.3 MiB
+    out = err.getvalue()
+    assert "  downloading Gift_Cards_5.json.gz (resuming at 12.3 MiB)\n" in out
+    assert "Gift_Cards_5.json.gz:  27%" in out and "12.3M/45.6M" in out  # tqdm, in bytes
+    assert bar.bar.n == int(12.3 * dl.MIB)
+    bar.update(int(45.6 * dl.MIB))
+    assert bar.bar.n == int(45.6 * dl.MIB)
     bar.close()
-    assert err.getvalue().endswith("\r  Gift_Cards_5.json.gz  12.3/45.6 MiB  26%\n")
+    assert err.getvalue().endswith("\r")  # the bar is cleared (leave=False)
+
+    # -q: no bar, no message.
+    from mdrbench import log
+
+    log.setup(quiet=True)
+    err.seek(0)
+    err.truncate()
+    bar = dl._Progress("x.gz", True)
+    bar.start(0, 100)
+    bar.update(100)
+    bar.close()
+    assert err.getvalue() == ""
 
 
 def test_amazon_urls():
@@ -312,7 +339,7 @@ def _fast(download):
     return wrapped
 
 
-def test_retry_note_when_cut_off(server, tmp_path, capsys):
+def test_retry_note_when_cut_off(server, tmp_path, capsys, cli_logging):
     server.files["/a.gz"] = payload(100_000)
     server.faults["/a.gz"] = "cut_first"
     dl.download([server.base + "/a.gz"], tmp_path / "a.gz", backoff=0.01)
