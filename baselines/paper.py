@@ -72,3 +72,39 @@ def method_model_matrix(dataset: str = "taobao-10") -> dict[tuple[str, str], flo
 def display_name(kind: str, name: str) -> str:
     """The paper's spelling of a model or method name ('nfm' -> 'NeurFM'), else `name`."""
     return load()[f"{kind}_names"].get(name, name)
+
+
+# ----------------------------------------------------------------------------- the paper profile
+
+PROFILES = ("paper", "none")
+
+
+@lru_cache(maxsize=1)
+def load_configs() -> dict:
+    """The whole `paper_configs.json`: the authors' published configuration, per
+    (dataset, model, method), read from their repository's config/ files."""
+    text = resources.files("mdrbench.baselines").joinpath("paper_configs.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def profile_entries(dataset: str | None, model: str | None, method: str | None) -> list[dict]:
+    """The entries of the paper profile that apply to a run, in file order: those listing
+    `dataset` whose model (and method) is the run's or null."""
+    out = []
+    for e in load_configs()["entries"]:
+        if dataset not in e["datasets"]:
+            continue
+        if e["model"] is not None and e["model"] != model:
+            continue
+        if e["method"] is not None and e["method"] != method:
+            continue
+        out.append(e)
+    return out
+
+
+def profile_settings(dataset: str | None, model: str | None, method: str | None) -> dict:
+    """{"section.name": value} of the paper profile for a run (later entries win)."""
+    out: dict = {}
+    for e in profile_entries(dataset, model, method):
+        out.update(e["set"])
+    return out

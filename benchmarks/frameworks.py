@@ -125,34 +125,50 @@ def part_quality(args, work: Path) -> str:
                 f"{len(res.history)} epochs, {time.perf_counter() - t0:.0f}s"
             )
     results = [r for r in load_results(res_dir) if r["method"] in shown.values()]
-    rows = aggregate(results, "test")
+    # a framework with more than one stage (the finetune stage): its first stage's best
+    # state too, as "<method> (no finetune)" (the same run: the stage before finetuning)
+    before = [
+        {**r, "method": f"{r['method']} (no finetune)", "metrics": r["stages"][0]["metrics"]}
+        for r in results
+        if len(r.get("stages", [])) > 1 and r["stages"][-1]["name"] == "finetune"
+        and r["method"] != "finetune"
+    ]
+    rows = aggregate(results + before, "test")
     order = {shown[n]: i for i, n in enumerate(names)}
-    rows.sort(key=lambda r: order[r["method"]])
+    rows.sort(key=lambda r: (order[r["method"].split(" ")[0]], r["method"]))
     table = render(table_v(rows), "md")
 
     # epochs: best epoch per seed and epochs run (did the cap end training?)
     lines = [
-        "| Method | best epoch per seed | epochs run per seed | train rows / epoch |",
-        "|---|---|---|---|",
+        "| Method | best epoch per seed | epochs run per seed (per stage) | stopped by | "
+        "train rows / epoch |",
+        "|---|---|---|---|---|",
     ]
     for name in names:
-        best, ran, rows_ep = [], [], []
+        best, ran, rows_ep, stops = [], [], [], []
         for seed in args.seeds:
             stem = f"{data.info.name}__mlp__{shown[name]}__seed{seed}"
             rec = json.loads((res_dir / f"{stem}.json").read_text())
             hist = json.loads((res_dir / f"{stem}.history.json").read_text())
             best.append(str(rec["best_epoch"]))
-            ran.append(str(len(hist)))
+            stages = rec.get("stages", [])
+            ran.append(
+                f"{len(hist)} ({' + '.join(str(st['epochs']) for st in stages)})"
+                if len(stages) > 1
+                else str(len(hist))
+            )
+            stops.append("/".join(st["stopped_by"] for st in stages) or "?")
             rows_ep.append(hist[0]["samples"])
         lines.append(
             f"| {shown[name]} | {', '.join(best)} | {', '.join(ran)} | "
-            f"{rows_ep[0] / data.train.offsets[-1]:.1f}x |"
+            f"{', '.join(dict.fromkeys(stops))} | {rows_ep[0] / data.train.offsets[-1]:.1f}x |"
         )
     head = (
         f"Dataset: synthetic taobao-30 (`synth taobao --size {args.size}`, seed 0; "
         f"{data.train.offsets[-1]:,} training rows, manifest sha256 "
         f"{data.info.manifest_sha256[:12]}), model mlp, seeds {args.seeds}, "
-        f"at most {args.epochs} epochs per stage, patience 3"
+        + (f"at most {args.epochs} epochs per stage" if args.epochs else "no epoch cap")
+        + ", patience 3, the paper profile (baselines/paper_configs.json)"
         + (f"; overrides {args.sets}" if args.sets else "")
         + ".\n"
     )
@@ -321,7 +337,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("bench-frameworks"))
     ap.add_argument("--parts", default="quality,cost,scale")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--epochs", type=int, default=20, help="most epochs per stage")
+    ap.add_argument(
+        "--epochs", type=int, default=0, help="most epochs per stage (0: no cap, early stopping)"
+    )
     ap.add_argument("--size", default="small", help="synth taobao size preset or positives")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--frameworks", default=None, help="comma list (default: all registered)")

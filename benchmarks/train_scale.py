@@ -22,6 +22,11 @@ Systems, each in its own fresh process (so its peak memory, VmHWM, is its own):
 - `mamdr`: mdrbench `mamdr` with k = 3 (the paper's for Amazon-6), one full epoch;
 - any other framework by name (`dn`, `dr`, `reptile`, `maml`, `mldg`, ...), one full epoch.
 
+A framework with the finetune stage (mamdr, dn, dr, maml, reptile by default) runs one
+epoch of it too: the epoch figures are the first stage's, the peak memory covers both.
+`--set NAME=VALUE` gives every system that has the option a value (e.g. MAMDR as it was
+before issue 11: `--set specific_params=dense --set theta_d_init=zero --set finetune=false`).
+
 For every framework the time in DN and in DR and the cost of the snapshots (taking,
 recording copy-on-write rows, differencing, restoring) are measured by wrapping those
 methods, and the embedding-table rows the snapshots copied are counted.
@@ -195,7 +200,7 @@ def run_mdrbench(data, method: str, overrides: dict, timer: _Timer | None = None
 
     run = resolve_config("mlp", method, {"epochs": 1, **overrides})
     res = train(data, "mlp", method, run=run, log=log)
-    h = res.history[0]
+    h = res.history[0]  # the first stage's epoch (a finetune stage, when on, follows it)
     out = {
         "samples": h["samples"],
         "seconds": h["seconds"],
@@ -251,7 +256,11 @@ def run_one(args) -> dict:
         timer.wrap(Snapshot, "delta", "snapshot: delta")
         timer.wrap(Snapshot, "restore", "snapshot: restore", before=count)
         fields = FRAMEWORKS.get(system).Config.__dataclass_fields__
+        sets = dict(x.split("=", 1) for x in args.set)
+        sets = {k: v for k, v in sets.items() if k in fields}  # framework options it has
+        over |= sets
         r = run_mdrbench(data, system, ({"k": args.k} if "k" in fields else {}) | over, timer)
+        r["sets"] = sets
         r["has_k"] = "k" in fields
         r["snapshot_rows_copied"] = copied
         r["table_rows"] = table_rows
@@ -374,6 +383,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda")
     ap.add_argument("--k", type=int, default=3, help="MAMDR's DR sample number")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a framework option for every system that has it (repeatable), e.g. "
+        "specific_params=dense, theta_d_init=zero, finetune=false",
+    )
     ap.add_argument("--deepctr-batches", type=int, default=40)
     ap.add_argument("--dense-batches", type=int, default=100)
     ap.add_argument("--json", type=Path, help="write the figures here")
@@ -402,7 +419,8 @@ def main(argv=None) -> int:
         cmd = [sys.executable, __file__, "--one", s, "--data", str(folder),
                "--threads", str(args.threads), "--k", str(args.k), "--device", args.device,
                "--deepctr-batches", str(args.deepctr_batches),
-               "--dense-batches", str(args.dense_batches)]  # fmt: skip
+               "--dense-batches", str(args.dense_batches),
+               *[a for x in args.set for a in ("--set", x)]]  # fmt: skip
         log(f"running {s} ...")
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
         if proc.returncode != 0:

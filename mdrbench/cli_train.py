@@ -136,9 +136,14 @@ def run_seeds(
     data=None,
     predictions: bool = True,
     force: bool = False,
+    profile: str | None = None,
+    runs: list | None = None,
 ) -> list[dict]:
     """Train one (model, method) for each seed; write one JSON per run into `out`, and
     beside it the test predictions (`predictions`), as one unit (`write_result`).
+    `profile`: "paper" (the default: the authors' configuration on a benchmark dataset) or
+    "none". `runs`: [(seed, RunConfig)] used as they are (`eval --config`) instead of
+    `seeds`, `overrides` and `profile`.
 
     Before any training: `out` must be writable; each run's result file is locked (a
     concurrent mdrbench writing the same run fails at once); a finished result of the same
@@ -149,7 +154,12 @@ def run_seeds(
     from mdrbench.results import config_diff, finished_result, read_result, result_path
     from mdrbench.trainer import resolve_config, resolve_device, stderr_log, train
 
-    run = resolve_config(model, method, overrides)  # refuse bad options before loading data
+    profile = profile or "paper"
+    if runs is None:  # refuse bad options before loading data
+        run = resolve_config(model, method, overrides, profile=profile)
+    else:
+        run = runs[0][1]
+        seeds = [seed for seed, _ in runs]
     if out is not None:
         out = writable_dir(out)
     if data is None:
@@ -158,8 +168,11 @@ def run_seeds(
     locks, todo, records = [], [], {}
     try:
         conflicts = []
+        given = dict(runs or [])
         for seed in seeds:
-            cfg = resolve_config(model, method, overrides, dataset=name)
+            cfg = given.get(seed) or resolve_config(
+                model, method, overrides, dataset=name, profile=profile
+            )
             cfg.train.seed = seed
             if out is None:
                 todo.append((seed, cfg, None))
@@ -190,11 +203,23 @@ def run_seeds(
             )
         for seed, cfg, path in todo:
             if not quiet:
-                stderr_log(f"== {name}: {model} + {method}, seed {seed}")
+                applied = cfg.profile.get("applied") or {}
+                stderr_log(
+                    f"== {name}: {model} + {method}, seed {seed}, profile "
+                    f"{cfg.profile.get('name')}"
+                    + (f" ({', '.join(f'{k}={v}' for k, v in applied.items())})" if applied else "")
+                )
             res = train(
                 data, model, method, seed=seed, run=cfg,
                 log=None if quiet else stderr_log, log_domains=verbose, progress=not quiet,
             )  # fmt: skip
+            for st in res.record["stages"]:
+                if st["stopped_by"] == "cap" and not quiet:
+                    stderr_log(
+                        f"note: stage {st['name']} stopped at the epoch cap after "
+                        f"{st['epochs']} epochs"
+                        + (", validation AUC still rising" if st["val_auc_rising"] else "")
+                    )
             if path is not None:
                 test = split_arrays(data.test) if predictions else None
                 write_result(path, res.record, test, res.test_scores)
@@ -207,14 +232,65 @@ def run_seeds(
     return [records[s] for s in seeds]
 
 
+def load_config_file(path: Path, overrides: dict) -> tuple[dict, list]:
+    """A recorded config to rerun: a result JSON (one run) or a leaderboard `configs/<id>.json`
+    (each of its runs). Returns (the document, [(seed, RunConfig)])."""
+    from mdrbench.trainer import config_from_record
+
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"--config {path}: cannot read it ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"--config {path}: not a JSON file ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("dataset"), dict):
+        raise UserError(
+            f"--config {path}: expected a result JSON or a leaderboard configs/<id>.json"
+        )
+    items = doc.get("runs") if isinstance(doc.get("runs"), list) else [doc]
+    runs = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("seed"), int):
+            raise UserError(f"--config {path}: a run without an integer seed")
+        rec = {"model": doc.get("model"), "method": doc.get("method"), "config": item.get("config")}
+        runs.append((item["seed"], config_from_record(rec, overrides)))
+    if not runs:
+        raise UserError(f"--config {path}: no runs in it")
+    return doc, runs
+
+
 @click.command("eval")
 @click.option(
-    "--dataset", required=True, help="A built dataset's folder, or its name under the data dir."
+    "--dataset",
+    default=None,
+    help="A built dataset's folder, or its name under the data dir (with --config: default "
+    "the recorded dataset's name).",
 )
 @click.option("--model", default="mlp", show_default=True, help="A registered model.")
 @click.option("--method", default="alternate", show_default=True, help="A learning framework.")
 @click.option("--seeds", default="0", show_default=True, help="Seeds: 0,1,2 or 0-4.")
-@click.option("--epochs", type=int, default=None, help="Most epochs per stage (= --set epochs=N).")
+@click.option(
+    "--epochs",
+    type=int,
+    default=None,
+    help="Most epochs per stage (= --set epochs=N); default: no cap, early stopping ends it.",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["paper", "none"]),
+    default="paper",
+    show_default=True,
+    help="paper: the authors' published configuration for a benchmark dataset "
+    "(baselines/paper_configs.json) before --set; none: mdrbench's defaults.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Rerun a recorded config exactly: a result JSON or a leaderboard configs/<id>.json "
+    "(its model, method, seeds and every hyperparameter; --set still applies on top).",
+)
 @click.option(
     "--set",
     "sets",
@@ -244,7 +320,10 @@ def run_seeds(
     help="Rerun and replace results already in --out (by default a finished run of the same "
     "config is kept, and one of another config is refused).",
 )
-def eval_cmd(dataset, model, method, seeds, epochs, sets, out, quiet, verbose, predictions, force):
+def eval_cmd(
+    dataset, model, method, seeds, epochs, profile, config_file, sets, out, quiet, verbose,
+    predictions, force,
+):  # fmt: skip
     """Train MODEL with a learning framework, evaluate every domain, write one JSON per seed
     (and its test predictions, for `mdrbench validate`).
 
@@ -261,6 +340,26 @@ def eval_cmd(dataset, model, method, seeds, epochs, sets, out, quiet, verbose, p
     overrides: dict = dict(parse_sets(sets))
     if epochs is not None:
         overrides["epochs"] = epochs
+    runs = None
+    if config_file is not None:
+        doc, runs = load_config_file(config_file, overrides)
+        model, method = doc["model"], doc["method"]
+        dataset = dataset or doc["dataset"].get("name")
+    if not dataset:
+        raise UserError("eval needs --dataset (or --config with a recorded dataset)")
+    data = None
+    if runs is not None:
+        from mdrbench.data import load_dataset
+        from mdrbench.trainer import resolve_device
+
+        data = load_dataset(dataset, resolve_device(runs[0][1].train.device))
+        want = doc["dataset"].get("manifest_sha256")
+        if want and want != data.info.manifest_sha256:
+            raise UserError(
+                f"--config {config_file}: recorded on another build of "
+                f"{doc['dataset'].get('name')} (manifest {want[:12]}, this one "
+                f"{data.info.manifest_sha256[:12]}); pass that build with --dataset"
+            )
     records = run_seeds(
         dataset,
         model,
@@ -270,8 +369,11 @@ def eval_cmd(dataset, model, method, seeds, epochs, sets, out, quiet, verbose, p
         out,
         quiet,
         verbose,
+        data=data,
         predictions=predictions,
         force=force,
+        profile=profile,
+        runs=runs,
     )
     click.echo(render(domain_table(aggregate(records)), "md"))
 
@@ -351,7 +453,12 @@ def table_cmd(results_dir, datasets, fmt, split, per_domain, long_):
     default=None,
     help="Working folder (default: a new temporary folder).",
 )
-@click.option("--epochs", type=int, default=5, show_default=True, help="Most epochs per stage.")
+@click.option(
+    "--epochs",
+    type=int,
+    default=None,
+    help="Most epochs per stage (default: no cap; each run trains to early stopping).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--size",
@@ -401,7 +508,7 @@ def quickstart_cmd(out, epochs, seed, size, threads, quiet):
             "mlp",
             method,
             [seed],
-            {"epochs": epochs, "threads": threads},
+            {"threads": threads, **({} if epochs is None else {"epochs": epochs})},
             out / "results",
             quiet,
             data=data,
@@ -416,6 +523,16 @@ def quickstart_cmd(out, epochs, seed, size, threads, quiet):
         f"{rows[-1]['auc_mean'][0]:.4f} vs {rows[0]['auc_mean'][0]:.4f}; "
         f"{time.perf_counter() - t0:.0f} s in all."
     )
+    for r in records:
+        for st in r["stages"]:
+            if st["stopped_by"] == "cap":
+                click.echo(
+                    f"{r['method']}: stage {st['name']} stopped at the epoch cap "
+                    f"({st['epochs']} epochs)"
+                    + (" with validation AUC still rising" if st["val_auc_rising"] else "")
+                )
+    if not any(r["stopped_at_cap"] for r in records):
+        click.echo("Every run trained to early stopping (no epoch cap reached).")
     click.echo(f"Results: {out / 'results'}  (mdrbench table {out / 'results'})")
     click.echo(f"Next: mdrbench eval --dataset {folder} --model mmoe --method {best} --seeds 0,1,2")
     sys.stdout.flush()

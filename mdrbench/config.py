@@ -36,7 +36,9 @@ class TrainConfig:
     lr: float = 1e-3  # Adam learning rate (paper: 1e-3)
     batch_size: int = 1024  # paper: 1024
     eval_batch_size: int = 16384  # rows per forward pass at evaluation (no effect on numbers)
-    epochs: int = 50  # most epochs of a stage; early stopping usually ends it sooner
+    # most epochs of a stage; 0 = no cap: early stopping ends every stage (the authors:
+    # epoch 99999, patience 3). A stage stopped by a cap says so in its log and result.
+    epochs: int = 0
     patience: int = 3  # epochs without a better average validation AUC before stopping
     seed: int = 0
     device: str = "auto"  # "auto" (cuda when present, else cpu), "cpu", "cuda", "cuda:1", ...
@@ -73,13 +75,43 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     model: ModelConfig | None = field(default_factory=ModelConfig)  # None: a user's model
     framework: FrameworkConfig = field(default_factory=FrameworkConfig)
+    # which published profile was applied and what it set (baselines/paper_configs.json)
+    profile: dict = field(default_factory=lambda: {"name": "none", "applied": {}})
 
     def to_dict(self) -> dict:
         return {
             "train": dataclasses.asdict(self.train),
             "model": {} if self.model is None else dataclasses.asdict(self.model),
             "framework": dataclasses.asdict(self.framework),
+            "profile": json.loads(json.dumps(self.profile)),
         }
+
+    def load_dict(self, data: Mapping[str, Any], what: str = "config") -> RunConfig:
+        """Set every value of a recorded `to_dict()` on these sections (in place; returns
+        self), each converted to its field's type. A section or name this run does not
+        have is refused: the record was made by another model, method or version."""
+        if not isinstance(data, Mapping):
+            raise UserError(f"{what}: expected an object with train/model/framework sections")
+        sections = self.sections()
+        for sec_name, values in data.items():
+            if sec_name == "profile":
+                if isinstance(values, Mapping):
+                    self.profile = dict(values)
+                continue
+            sec = sections.get(sec_name)
+            if not isinstance(values, Mapping) or (sec is None and values):
+                raise UserError(f"{what}: unexpected section '{sec_name}'")
+            if sec is None:
+                continue
+            types_ = field_types(type(sec))
+            for name, value in values.items():
+                if name not in types_:
+                    raise UserError(
+                        f"{what}: '{sec_name}.{name}' is not a hyperparameter of this "
+                        f"{sec_name} (recorded by another version?); valid: {', '.join(types_)}"
+                    )
+                setattr(sec, name, convert(value, types_[name], f"{what}: {sec_name}.{name}"))
+        return self
 
     def sections(self) -> dict[str, Any]:
         secs = {"train": self.train, "model": self.model, "framework": self.framework}

@@ -63,12 +63,11 @@ def _elsewhere(model: str | None, method: str | None) -> dict[str, str]:
     return out
 
 
-def dataset_hyperparameters(dataset: str | None) -> dict[str, Any]:
-    """The paper's hyperparameters for a dataset name (e.g. amazon-6: DR's k = 3); {} for a
-    name no spec has."""
+def benchmark_dataset(name: str | None) -> bool:
+    """True for the benchmark's dataset names (amazon-6, taobao-10, ...)."""
     from mdrbench.builders.specs import DATASETS
 
-    return DATASETS.get(dataset).hyperparameters if dataset in DATASETS else {}
+    return name in DATASETS
 
 
 def resolve_config(
@@ -76,26 +75,38 @@ def resolve_config(
     method: str | type[Framework],
     overrides: Mapping[str, Any] | None = None,
     dataset: str | None = None,
+    profile: str = "paper",
 ) -> RunConfig:
     """The run's configuration: defaults of the train loop, the model and the framework;
-    then the paper's values for `dataset` (a dataset name, e.g. amazon-6's k = 3) for the
-    fields the framework has; then `overrides` (name -> value or string), type-checked."""
+    then, with `profile="paper"`, the authors' published values for (`dataset`, model,
+    method) (baselines/paper_configs.json; nothing for a dataset name the benchmark does
+    not have); then `overrides` (name -> value or string), type-checked. `profile="none"`:
+    mdrbench's defaults only. What the profile set is recorded in `run.profile`."""
+    from mdrbench.baselines.paper import PROFILES, profile_settings
+
+    if profile not in PROFILES:
+        raise UserError(f"--profile: expected one of {', '.join(PROFILES)}, got '{profile}'")
     fw_cls = _framework_class(method)
     model_cfg = MODELS.get(model).Config() if isinstance(model, str) else None
     run = RunConfig(train=TrainConfig(), model=model_cfg, framework=fw_cls.Config())
-    fw_fields = {f.name for f in fields(run.framework)}
-    for name, value in dataset_hyperparameters(dataset).items():
-        if name in fw_fields:
-            setattr(run.framework, name, value)
     elsewhere = _elsewhere(
         model if isinstance(model, str) else None, method if isinstance(method, str) else None
     )
+    applied: dict[str, Any] = {}
+    if profile == "paper" and benchmark_dataset(dataset):
+        applied = profile_settings(
+            dataset,
+            model if isinstance(model, str) else None,
+            method if isinstance(method, str) else None,
+        )
+        apply_overrides(run, applied, elsewhere)
+    run.profile = {"name": profile, "dataset": dataset, "applied": applied}
     apply_overrides(run, overrides or {}, elsewhere)
     t = run.train
     for name, value, low in (
         ("batch_size", t.batch_size, 1),
         ("eval_batch_size", t.eval_batch_size, 1),
-        ("epochs", t.epochs, 1),
+        ("epochs", t.epochs, 0),
         ("patience", t.patience, 1),
     ):
         if value < low:
@@ -103,6 +114,20 @@ def resolve_config(
     if not t.lr > 0:
         raise UserError(f"lr must be > 0, got {t.lr}")
     check_values(run)
+    return run
+
+
+def config_from_record(
+    record: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+) -> RunConfig:
+    """The exact RunConfig a result was trained with (its "config"), for a rerun: no profile
+    is applied again (the record holds what it set); `overrides` on top."""
+    model, method = record.get("model"), record.get("method")
+    if not isinstance(model, str) or not isinstance(method, str):
+        raise UserError("config: the record names no model and method")
+    run = resolve_config(model, method, profile="none")
+    run.load_dict(record.get("config") or {})
+    apply_overrides(run, overrides or {}, _elsewhere(model, method))
     return run
 
 
@@ -133,6 +158,7 @@ def _score(m: dict) -> float:
 class _Evaluator:
     def __init__(self, fw: Framework, data: MDRData):
         self.fw, self.names = fw, data.info.domain_names
+        self.runner: Any = fw  # what predicts in the current stage (Framework.stage_runner)
         self.arrays = {
             name: (s.domain_id.cpu().numpy(), s.label.cpu().numpy())
             for name, s in data.splits.items()
@@ -141,11 +167,37 @@ class _Evaluator:
         self.probs: dict[str, np.ndarray] = {}  # the last predictions per split
 
     def __call__(self, split: str) -> dict:
-        probs = self.probs[split] = self.fw.predict(self.splits[split])
+        probs = self.probs[split] = self.runner.predict(self.splits[split])
         if not np.isfinite(probs).all():
             raise _diverged(f"the model's {split} predictions are not finite (NaN or inf)")
         dom, lab = self.arrays[split]
         return evaluate(dom, lab, probs, self.names)
+
+
+def environment(device: torch.device) -> dict:
+    """Where a run ran: the device used, its model name, torch/mdrbench/Python versions,
+    torch's thread count."""
+    import platform
+
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+    return {
+        "device": str(device),
+        "device_name": name,
+        "torch_version": torch.__version__,
+        "mdrbench_version": __version__,
+        "python_version": platform.python_version(),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def train(
@@ -156,24 +208,29 @@ def train(
     seed: int | None = None,
     overrides: Mapping[str, Any] | None = None,
     run: RunConfig | None = None,
+    profile: str = "paper",
     log: Callable[[str], None] | None = None,
     log_domains: bool = False,
     progress: bool = False,
 ) -> RunResult:
     """Train `model` (a registered name, or any nn.Module with forward(batch) -> logits)
-    with framework `method` (a registered name, or a Framework subclass) on `dataset`; early stopping on average validation AUC; test
-    metrics of the best state. `log` receives progress lines (None: silent); `progress`
-    shows a tqdm bar of training rows per epoch (on a terminal)."""
+    with framework `method` (a registered name, or a Framework subclass) on `dataset`;
+    each stage trains to early stopping on validation AUC (no epoch cap unless `epochs`
+    sets one); test metrics of the best state, and of each stage's best (`stages`).
+    `profile`: "paper" applies the authors' configuration for a benchmark dataset
+    (`resolve_config`); `run`: a resolved config used as it is. `log` receives progress
+    lines (None: silent); `progress` shows a tqdm bar of training rows per epoch (on a
+    terminal)."""
     given = run is not None
-    run = run if given else resolve_config(model, method, overrides)
+    run = run if given else resolve_config(model, method, overrides, profile=profile)
     if run.train.threads > 0:
         torch.set_num_threads(run.train.threads)
     device = resolve_device(run.train.device)
     log = log or (lambda msg: None)
     data = dataset.to(device) if isinstance(dataset, MDRData) else load_dataset(dataset, device)
     info = data.info
-    if not given:  # now that the dataset's name is known: its paper hyperparameters
-        run = resolve_config(model, method, overrides, dataset=info.name)
+    if not given:  # now that the dataset's name is known: its paper profile
+        run = resolve_config(model, method, overrides, dataset=info.name, profile=profile)
     tc = run.train
     if seed is not None:
         tc.seed = seed
@@ -191,31 +248,42 @@ def train(
 
     # 2. Stages, each with early stopping; the best state is kept in memory.
     history: list[dict] = []
+    stage_records: list[dict] = []
     epoch = best_epoch = samples = 0
     train_time = 0.0
     t_start = time.perf_counter()
+    runner: Any = fw
     for si, stage in enumerate(fw.stages()):
         fw.begin_stage(stage)
+        runner = evaluator.runner = fw.stage_runner(stage)
         per_domain = stage.select == "domain"
         if stage.select not in ("mean", "domain"):
             raise ValueError(f"stage {stage.name}: select must be 'mean' or 'domain'")
         best = {d: -math.inf for d in range(n_dom)} if per_domain else -math.inf
+        gate = dict(best) if per_domain else best  # the patience counter's reference
         states: dict[int, Any] = {}
         best_state = None
         bad = dict.fromkeys(range(n_dom), 0) if per_domain else 0
         active = list(range(n_dom))
-        if si > 0:  # the previous stage's result is this stage's first candidate
+        if si > 0 and stage.keep_start:  # the previous stage's result: a first candidate
             val = evaluator("val")
             if per_domain:
                 for d, name in enumerate(info.domain_names):
-                    best[d] = _score(val["domains"][name])
-                    states[d] = fw.domain_state(d)
+                    best[d] = gate[d] = _score(val["domains"][name])
+                    states[d] = runner.domain_state(d)
             else:
-                best, best_state = _score(val), fw.state_dict()
-        for _ in range(stage.max_epochs or tc.epochs):
+                best, best_state = _score(val), runner.state_dict()
+                gate = best
+        cap = stage.max_epochs or tc.epochs or None
+        n_epochs, stopped, stage_best = 0, "early_stop", 0
+        while True:
             if not active:
                 break
+            if cap is not None and n_epochs >= cap:
+                stopped = "cap"
+                break
             epoch += 1
+            n_epochs += 1
             net.train()
             t0 = time.perf_counter()
             bar = progress_bar(desc=f"epoch {epoch} [{stage.name}]", unit=" rows",
@@ -223,7 +291,7 @@ def train(
             if not bar.disable:
                 data.train.on_take = bar.update
             try:
-                stats = fw.train_epoch(epoch, list(active))
+                stats = runner.train_epoch(epoch, list(active))
             finally:
                 data.train.on_take = None
                 bar.close()
@@ -258,8 +326,10 @@ def train(
                 for d in list(active):
                     sc = _score(val["domains"][info.domain_names[d]])
                     if sc > best[d]:
-                        best[d], states[d], bad[d] = sc, fw.domain_state(d), 0
-                        best_epoch = epoch
+                        best[d], states[d] = sc, runner.domain_state(d)
+                        best_epoch = stage_best = epoch
+                    if sc - stage.min_delta > gate[d]:
+                        gate[d], bad[d] = sc, 0
                     else:
                         bad[d] += 1
                         if bad[d] >= tc.patience:
@@ -267,24 +337,51 @@ def train(
             else:
                 sc = _score(val)
                 if sc > best:
-                    best, best_state, bad, best_epoch = sc, fw.state_dict(), 0, epoch
+                    best, best_state, best_epoch, stage_best = sc, runner.state_dict(), epoch, epoch
+                if sc - stage.min_delta > gate:
+                    gate, bad = sc, 0
                 else:
                     bad += 1
                     if bad >= tc.patience:
                         break
         if per_domain:
-            for d, s in states.items():
-                fw.load_domain_state(d, s)
+            for d, st in states.items():
+                runner.load_domain_state(d, st)
         elif best_state is not None:
-            fw.load_state_dict(best_state)
+            runner.load_state_dict(best_state)
+        rising = (
+            [info.domain_names[d] for d in active if bad[d] == 0]
+            if per_domain
+            else ([] if bad else ["average"])
+        )
+        if stopped == "cap":
+            still = f", validation AUC still rising ({', '.join(rising)})" if rising else ""
+            log(f"stage {stage.name}: stopped at the epoch cap ({cap}){still}")
+        metrics = {"val": evaluator("val"), "test": evaluator("test")}
+        stage_records.append(
+            {
+                "name": stage.name,
+                "epochs": n_epochs,
+                "best_epoch": stage_best,
+                "stopped_by": stopped,
+                "val_auc_rising": bool(stopped == "cap" and rising),
+                "metrics": metrics,
+            }
+        )
+        if len(fw.stages()) > si + 1:
+            log(
+                f"stage {stage.name}: best epoch {stage_best}, val auc "
+                f"{_fmt(metrics['val']['auc_mean'])}, test auc {_fmt(metrics['test']['auc_mean'])}"
+            )
     train_seconds = time.perf_counter() - t_start
 
-    # 3. Numbers of the selected state, from the one evaluator.
-    metrics = {"val": evaluator("val"), "test": evaluator("test")}
+    # 3. Numbers of the selected state, from the one evaluator (the last stage's).
+    metrics = stage_records[-1]["metrics"]
     log(
         f"best epoch {best_epoch}: val auc {_fmt(metrics['val']['auc_mean'])}, "
         f"test auc {_fmt(metrics['test']['auc_mean'])}"
     )
+    capped = [s["name"] for s in stage_records if s["stopped_by"] == "cap"]
     record = {
         "schema_version": SCHEMA_VERSION,
         "mdrbench_version": __version__,
@@ -295,9 +392,12 @@ def train(
         "config": run.to_dict(),
         "best_epoch": best_epoch,
         "metrics": metrics,
+        "stages": stage_records,
+        "stopped_at_cap": capped,
+        "environment": environment(device),
         "train_seconds": train_seconds,
         "samples_per_second": samples / train_time if train_time > 0 else 0.0,
-        "n_parameters": int(fw.n_parameters()),
+        "n_parameters": int(runner.n_parameters()),
         "history": history,  # one entry per epoch: epoch, stage, loss, samples, seconds, val_auc
     }
     return RunResult(

@@ -49,7 +49,9 @@ def test_every_registered_framework_is_tested():
 def test_registered_models_have_paper_defaults():
     """Defaults = the paper's hyperparameters (benchmark-spec.md, Training protocol)."""
     cfg = {name: MODELS.get(name).Config() for name in MODELS}
-    assert all(c.emb_dim == 128 and c.dropout == 0.5 for c in cfg.values())
+    assert all(c.emb_dim == 128 for c in cfg.values())
+    # dropout 0.5, except STAR: the authors' STAR configs have none (config/*/star*.json)
+    assert all(c.dropout == (0.0 if n == "star" else 0.5) for n, c in cfg.items())
     for name in ("mlp", "wdl", "nfm", "autoint", "deepfm"):
         assert cfg[name].hidden == [256, 128, 64]
     assert cfg["autoint"].heads == 4

@@ -40,6 +40,9 @@ RESULT_KEYS = {
     "samples_per_second",
     "n_parameters",
     "history",
+    "stages",
+    "stopped_at_cap",
+    "environment",
 }
 
 

@@ -53,12 +53,18 @@ class Stage:
     select: "mean" = keep the state of the best average validation AUC (`state_dict`);
             "domain" = keep each domain's best (`domain_state(d)`), a domain stops training
             once it has not improved for `patience` epochs.
-    max_epochs: None = the run's `epochs`.
+    max_epochs: None = the run's `epochs` (0 there: no cap, early stopping ends it).
+    keep_start: False = only states this stage trained are candidates (the authors' finetune
+            stage: Keras ModelCheckpoint saves after an epoch, never before the first).
+    min_delta: Keras EarlyStopping's: patience counts epochs that did not beat the best by
+            more than this (the best state itself is any strictly better epoch).
     """
 
     name: str
     select: str = "mean"
     max_epochs: int | None = None
+    keep_start: bool = True  # the previous stage's result is this stage's first candidate
+    min_delta: float = 0.0  # a gain below this does not reset the patience counter
 
 
 @dataclass
@@ -86,6 +92,21 @@ class Context:
         if now - self._last_progress >= self.progress_every:
             self._last_progress = now
             self.log(msg)
+
+
+@dataclass
+class FinetuneOptions(FrameworkConfig):
+    """The finetune stage that ends every published MAMDR, DN, MAML and Reptile config
+    (model names ending in `_finetune`; run.py `main` then calls
+    `model.separate_train_val_test(init_parms=False)` on the best checkpoint)."""
+
+    finetune: bool = True  # end with the finetune stage (false: the pure algorithm)
+    finetune_lr: float = 1e-3  # authors: SGD, lr 0.001
+    finetune_optimizer: str = "sgd"  # sgd | adam | adagrad (authors: plain SGD)
+    finetune_params: str = "all"  # which weights each domain finetunes (authors: all)
+    finetune_epochs: int = 0  # most finetune epochs; 0 = no cap (authors: epoch 99999)
+    finetune_keep_start: bool = False  # the state before finetuning is a candidate too
+    finetune_min_delta: float = 1e-4  # Keras EarlyStopping min_delta (authors: 1e-4)
 
 
 # ----------------------------------------------------------------------------- parameter rules
@@ -252,10 +273,41 @@ class Framework:
     # -- what the trainer calls -------------------------------------------------------
 
     def stages(self) -> list[Stage]:
-        return [Stage("train")]
+        return [Stage("train"), *self.finetune_stages()]
+
+    def finetune_stages(self) -> list[Stage]:
+        """[the finetune stage] when the config has `finetune` set (meta.FinetuneOptions)."""
+        cfg = self.cfg
+        if not getattr(cfg, "finetune", False):
+            return []
+        return [
+            Stage(
+                "finetune",
+                select="domain",
+                max_epochs=cfg.finetune_epochs or None,
+                keep_start=cfg.finetune_keep_start,
+                min_delta=cfg.finetune_min_delta,
+            )
+        ]
 
     def begin_stage(self, stage: Stage) -> None:
         self.stage = stage
+
+    def stage_runner(self, stage: Stage) -> Any:
+        """What trains, predicts and keeps states in `stage` (after `begin_stage`): the
+        framework itself, or for the finetune stage a `meta.DomainFinetune` over it."""
+        if stage.name == "finetune" and getattr(self.cfg, "finetune", False):
+            from mdrbench.frameworks.meta import DomainFinetune
+
+            return DomainFinetune(self, stage)
+        return self
+
+    def finetune_start(self, names: Sequence[str]) -> Any:
+        """Each domain's starting point for the finetune stage: the trained parameters
+        (frameworks with per-domain parameters override it: MAMDR's theta_S + theta_d)."""
+        from mdrbench.frameworks.meta import DomainOffsets
+
+        return DomainOffsets(self.named_params(), names, self.sparse_names, self.n_domains)
 
     def train_epoch(self, epoch: int, domains: Sequence[int]) -> EpochStats:
         """One epoch of training. `domains`: the domains still training (all, except in a
@@ -267,17 +319,23 @@ class Framework:
         return None
 
     @torch.no_grad()
-    def predict(self, split: Split, batch_size: int | None = None) -> np.ndarray:
+    def predict(
+        self,
+        split: Split,
+        batch_size: int | None = None,
+        params_fn: Callable[[int], Params | None] | None = None,
+    ) -> np.ndarray:
         """Click probabilities (float64) for every row of `split`, each domain evaluated with
-        `params_for_domain(d)`; the model is left in eval mode."""
+        `params_fn(d)` (default `params_for_domain(d)`); the model is left in eval mode."""
         self.model.eval()
         bs = batch_size or self.ctx.train.eval_batch_size
+        params_fn = params_fn or self.params_for_domain
         out = torch.empty(len(split), dtype=torch.float64)
         for d in range(split.n_domains):
             rows = split.rows(d)
             if rows.stop == rows.start:
                 continue
-            params = self.params_for_domain(d)
+            params = params_fn(d)
             for i in range(rows.start, rows.stop, bs):
                 sl = slice(i, min(i + bs, rows.stop))
                 logits = self.forward(split.take(sl), params)

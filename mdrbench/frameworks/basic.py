@@ -9,6 +9,7 @@ from mdrbench.config import FrameworkConfig
 from mdrbench.frameworks.base import (
     FRAMEWORKS,
     EpochStats,
+    FinetuneOptions,
     Framework,
     LossMeter,
     Optimizer,
@@ -39,14 +40,17 @@ class Joint(Framework):
 
 @FRAMEWORKS("alternate")
 class Alternate(Framework):
-    """One model trained domain after domain: every batch of domain 0, then of domain 1, ...
-    (the paper's default for the baselines)."""
+    """One model trained domain after domain: every batch of one domain, then of the next,
+    in a new random order each epoch as the authors' baselines (`shuffle_domains=false`:
+    the fixed order 0, 1, ...); the paper's default for the baselines."""
 
     summary = "one model, domain after domain each epoch"
 
     @dataclass
     class Config(FrameworkConfig):
-        shuffle_domains: bool = False  # a new domain order every epoch (seeded)
+        # a new domain order every epoch, seeded (authors: DeepCTR/DeepMTLCTR/Star `train`
+        # call random.shuffle(train_sequence) each epoch); false: domain 0, 1, ... always
+        shuffle_domains: bool = True
 
     def __init__(self, model, ctx, cfg=None):
         super().__init__(model, ctx, cfg)
@@ -72,75 +76,21 @@ class Alternate(Framework):
 
 @FRAMEWORKS("finetune")
 class Finetune(Alternate):
-    """Alternate training, then per domain a copy of the domain-specific parameters
-    (`specific_params`, default: all but the embedding tables, which stay shared and frozen)
-    fine-tuned on that domain's rows; each domain keeps its best epoch on its own
-    validation AUC. Evaluation uses each domain's copy."""
+    """The Alternate+Finetune baseline as the authors ran it (a `_finetune` model name on
+    alternate training; run.py `main`, model_zoo/base_model.py
+    `BaseModel.separate_train_val_test(init_parms=False)`): alternate training to early
+    stopping, then the finetune stage (`FinetuneOptions`, meta.DomainFinetune): each domain
+    finetunes its own copy of every weight with SGD (lr 1e-3) and keeps its best epoch on
+    its own validation AUC. mdrbench's earlier variant (dense weights only, Adam at the run's
+    lr, the pre-finetune state a candidate) is
+    `--set finetune_params=dense finetune_optimizer=adam finetune_lr=0.001 finetune_keep_start=true`."""
 
     summary = "alternate, then a copy fine-tuned per domain"
     priority = 10
 
     @dataclass
-    class Config(Alternate.Config):
-        finetune_epochs: int = 0  # most fine-tuning epochs; 0 = the run's `epochs`
-        finetune_lr: float = 0.0  # 0 = the run's `lr`
-
-    def __init__(self, model, ctx, cfg=None):
-        super().__init__(model, ctx, cfg)
-        self.frozen: Params = {}
-        self.copies: list[Params] = []
-        self.opts: list[Optimizer] = []
-
-    def stages(self) -> list[Stage]:
-        return [
-            Stage("alternate"),
-            Stage("finetune", select="domain", max_epochs=self.cfg.finetune_epochs or None),
-        ]
-
-    def begin_stage(self, stage: Stage) -> None:
-        super().begin_stage(stage)
-        if stage.name != "finetune":
-            return
-        names = self.specific_names()
-        params = self.named_params()
-        self.frozen = {n: p.detach() for n, p in params.items()}  # shared, not trained
-        self.copies = [clone_params(params, names) for _ in range(self.n_domains)]
-        lr = self.cfg.finetune_lr or None
-        self.opts = [self.make_optimizer(c, lr=lr) for c in self.copies]
-
-    def train_epoch(self, epoch: int, domains: Sequence[int]) -> EpochStats:
-        if not self.copies:
-            return super().train_epoch(epoch, domains)
-        meter = LossMeter()
-        for d in domains:
-            self.train_domain(d, self.opts[d], meter, self.params_for_domain(d))
-        return meter.stats()
-
-    def params_for_domain(self, d: int) -> Params | None:
-        if not self.copies:
-            return None
-        return {**self.frozen, **self.copies[d]}
-
-    def state_dict(self):
-        state = super().state_dict()
-        state["copies"] = [{n: t.detach().clone() for n, t in c.items()} for c in self.copies]
-        return state
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        for d, c in enumerate(state.get("copies", [])):
-            self.load_domain_state(d, c)
-
-    def domain_state(self, d: int) -> Params:
-        return {n: t.detach().clone() for n, t in self.copies[d].items()}
-
-    def load_domain_state(self, d: int, state: Params) -> None:
-        for n, t in state.items():
-            self.copies[d][n].data.copy_(t)
-
-    def n_parameters(self) -> int:
-        base = super().n_parameters()
-        return base + sum(t.numel() for c in self.copies[1:] for t in c.values())
+    class Config(FinetuneOptions):
+        shuffle_domains: bool = True  # a new domain order every epoch (authors' code)
 
 
 @FRAMEWORKS("separate")

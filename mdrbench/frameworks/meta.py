@@ -28,8 +28,9 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from mdrbench.config import FrameworkConfig
 from mdrbench.data import Split
@@ -37,11 +38,13 @@ from mdrbench.errors import UserError
 from mdrbench.frameworks.base import (
     FRAMEWORKS,
     EpochStats,
+    FinetuneOptions,
     Framework,
     LossMeter,
     Optimizer,
     Params,
-    clone_params,
+    Stage,
+    specific_param_names,
 )
 
 OPTIMIZERS = ("sgd", "adam", "adagrad")
@@ -76,12 +79,17 @@ class _Rows:
                 full[torch.cat(self.idx)] = torch.cat(self.old)
             self.full = full
             return
-        rows = torch.unique(grad._indices()[0])
+        self.save_rows(torch.unique(grad._indices()[0]))
+
+    def save_rows(self, rows: Tensor) -> None:
+        """Save the current values of `rows` (unique indices) not saved yet in this pass."""
+        if self.full is not None:
+            return
         new = rows[~self.seen[rows]]
         if new.numel():
             self.seen[new] = True
             self.idx.append(new)
-            self.old.append(w[new].clone())
+            self.old.append(self.p.detach()[new].clone())
 
     def delta(self) -> Tensor | None:
         """theta - theta~ (sparse over the saved rows), None when nothing changed."""
@@ -214,6 +222,239 @@ class GradSum:
         return out
 
 
+# ----------------------------------------------------------------------------- domain offsets
+
+
+class DomainOffsets:
+    """theta_d of every domain d, relative to the model's own parameters theta_S: domain d
+    is evaluated and trained with Theta_d = theta_S + theta_d (the authors' "plus" merge,
+    model_zoo/specific_base_model.py `SpecificBase._merge_weights`).
+
+    Dense parameters hold one full offset tensor per domain. Embedding tables with sparse
+    gradients hold, per domain, only the rows that domain's passes changed (indices and
+    offset values): memory grows with the rows a domain touched, never with the table's
+    size, so there are never n_domains dense copies of a table. A domain's offsets are
+    written into the model in place (`enter`, after a `Snapshot` saved the rows about to
+    change) and taken back out (`leave`), which restores theta_S exactly.
+    """
+
+    def __init__(
+        self,
+        params: Mapping[str, Tensor],
+        names: Sequence[str],
+        sparse_names: set[str] | frozenset[str],
+        n_domains: int,
+        init: Sequence[Mapping[str, Tensor]] | None = None,
+    ):
+        self.names = list(names)
+        self.table_names = [n for n in self.names if n in sparse_names]
+        self.dense_names = [n for n in self.names if n not in sparse_names]
+        self.dense: list[Params] = []
+        for d in range(n_domains):
+            src = init[d] if init is not None else {}
+            self.dense.append(
+                {
+                    n: (src[n].detach().clone() if n in src else torch.zeros_like(params[n]))
+                    .requires_grad_(True)
+                    for n in self.dense_names
+                }
+            )
+        # name -> (rows, values): the rows of the table that domain d changed
+        self.tables: list[dict[str, tuple[Tensor, Tensor]]] = [{} for _ in range(n_domains)]
+
+    def __len__(self) -> int:
+        return len(self.dense)
+
+    def enter(self, d: int, snap: Snapshot) -> None:
+        """Write theta_S + theta_d into the model's parameters (those of `snap`), in place."""
+        with torch.no_grad():
+            for n in self.dense_names:
+                snap.params[n].detach().add_(self.dense[d][n])
+            for n, (rows, vals) in self.tables[d].items():
+                snap.rows[n].save_rows(rows)
+                snap.params[n].detach().index_add_(0, rows, vals)
+
+    def leave(self, d: int, snap: Snapshot, rate: float = 1.0, outer: Optimizer | None = None):
+        """After training from theta_S + theta_d to theta~: theta_d <- theta_d +
+        rate (theta~ - theta_S - theta_d) (`outer`, when given, steps the dense offsets with
+        .grad = theta_S + theta_d - theta~ instead: Eq. 8 through any optimizer); then
+        theta_S is restored. rate = 1 keeps theta~ as domain d's parameters."""
+        with torch.no_grad():
+            moved = {n: snap.params[n].detach() - snap.dense[n] for n in self.dense_names}
+            for n, (r) in snap.rows.items():
+                if n not in self.tables[d] and not r.idx and r.full is None:
+                    continue
+                if r.full is not None:  # dense gradients: the whole table moved
+                    rows = torch.arange(r.p.shape[0], device=r.p.device)
+                    cur = r.p.detach() - r.full
+                else:
+                    rows = torch.cat(r.idx)
+                    cur = r.p.detach()[rows] - torch.cat(r.old)
+                old = torch.zeros_like(cur)
+                prev = self.tables[d].get(n)
+                if prev is not None:  # enter() saved these rows first, in this order
+                    if r.full is not None:
+                        old.index_add_(0, prev[0], prev[1])
+                    else:
+                        old[: len(prev[0])] = prev[1]
+                self.tables[d][n] = (rows, old + rate * (cur - old))
+        if outer is not None:
+            outer.zero_grad()
+            for n in self.dense_names:
+                off = self.dense[d][n]
+                off.grad = off.detach() - moved[n]
+            outer.step()
+            outer.zero_grad()
+        else:
+            with torch.no_grad():
+                for n in self.dense_names:
+                    off = self.dense[d][n]
+                    off.add_(moved[n] - off, alpha=rate)
+        snap.restore()
+
+    def params(self, d: int, params: Mapping[str, Tensor]) -> Params:
+        """Theta_d for `functional_call`: theta_S + theta_d (tables: a copy of theta_S's
+        table with domain d's rows added, built for this evaluation only)."""
+        out = dict(params)
+        with torch.no_grad():
+            for n in self.dense_names:
+                out[n] = params[n] + self.dense[d][n]
+            for n, (rows, vals) in self.tables[d].items():
+                out[n] = params[n].detach().clone().index_add_(0, rows, vals)
+        return out
+
+    def state(self, d: int) -> dict:
+        return {
+            "dense": {n: t.detach().clone() for n, t in self.dense[d].items()},
+            "tables": {n: (r.clone(), v.clone()) for n, (r, v) in self.tables[d].items()},
+        }
+
+    def load(self, d: int, state: dict) -> None:
+        with torch.no_grad():
+            for n, t in state["dense"].items():
+                self.dense[d][n].copy_(t)
+        self.tables[d] = {n: (r.clone(), v.clone()) for n, (r, v) in state["tables"].items()}
+
+    def numel(self) -> int:
+        """Numbers held: dense offsets, and the stored rows of the tables."""
+        dense = sum(t.numel() for o in self.dense for t in o.values())
+        return dense + sum(v.numel() for t in self.tables for _, v in t.values())
+
+    def table_rows(self, d: int) -> dict[str, int]:
+        """Rows stored per table for domain d (memory check)."""
+        return {n: int(r.numel()) for n, (r, _) in self.tables[d].items()}
+
+
+def fresh_draws(model: nn.Module, names: Sequence[str], n: int, seed: int) -> list[Params]:
+    """`n` fresh random draws of the named parameters from the model's own initialisers
+    (the authors' `SpecificBase.init_layer`, which re-runs each layer's initializer): a
+    registered model is built again from its (info, cfg); any other module is deep-copied
+    and its layers' `reset_parameters()` run. The global RNG is left as it was."""
+    import copy
+
+    out: list[Params] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for _ in range(n):
+            if hasattr(model, "info") and hasattr(model, "cfg"):
+                fresh = type(model)(model.info, model.cfg)
+            else:
+                fresh = copy.deepcopy(model)
+                for m in fresh.modules():
+                    if hasattr(m, "reset_parameters"):
+                        m.reset_parameters()
+            own = dict(fresh.named_parameters())
+            device = next(model.parameters()).device
+            out.append({k: own[k].detach().to(device) for k in names})
+    return out
+
+
+# ----------------------------------------------------------------------------- finetune stage
+
+
+class DomainFinetune:
+    """The finetune stage: from the trained state, each domain trains its own copy of the
+    `finetune_params` (theta_S + theta_d for MAMDR) on its rows alone with a fresh
+    optimizer (`finetune_optimizer`, lr `finetune_lr`), the rest frozen and shared; the
+    trainer keeps each domain's best epoch on its own validation AUC, stops a domain after
+    `patience` epochs without a gain of `finetune_min_delta`, and trains every domain for at
+    least one epoch; the state before finetuning is not a candidate (`finetune_keep_start`).
+
+    Authors: model_zoo/base_model.py `BaseModel.separate_train_val_test(init_parms=False)`
+    (DN, MAML, Reptile, the Alternate+Finetune baseline: SGD at the config's
+    `learning_rate`, 1e-3 in every published config) and model_zoo/specific_base_model.py
+    `SpecificBase.separate_train_val_test` (MAMDR: SGD at a hard-coded 0.001, from
+    theta_S + theta_d); Keras `EarlyStopping(monitor="val_AUC", patience, min_delta=1e-4)`
+    and `ModelCheckpoint(save_best_only=True)`. Per-domain copies are `DomainOffsets`:
+    dense weights per domain, embedding tables as the rows a domain changed.
+    """
+
+    def __init__(self, fw: Framework, stage: Stage):
+        self.fw = fw
+        cfg = fw.cfg
+        _check_positive(cfg, "finetune_lr")
+        _check_optimizer(cfg, "finetune_optimizer")
+        names = specific_param_names(fw.model, cfg.finetune_params)
+        self.names = set(names)
+        self.offsets = fw.finetune_start(names)
+        self.opts: dict[int, Optimizer] = {}
+
+    def optimizer(self, d: int, params: Params) -> Optimizer:
+        cfg = self.fw.cfg
+        if cfg.finetune_optimizer == "sgd":  # stateless: a fresh one per pass is the same
+            return Optimizer(params, self.fw.sparse_names, "sgd", cfg.finetune_lr)
+        if d not in self.opts:  # a fresh optimizer per domain, kept for its epochs
+            self.opts[d] = Optimizer(
+                params, self.fw.sparse_names, cfg.finetune_optimizer, cfg.finetune_lr
+            )
+        return self.opts[d]
+
+    def train_epoch(self, epoch: int, domains: Sequence[int]) -> EpochStats:
+        fw = self.fw
+        meter = LossMeter()
+        params = {n: p for n, p in fw.named_params().items() if n in self.names}
+        for i, d in enumerate(domains):
+            snap = Snapshot(params, fw.sparse_names)
+            self.offsets.enter(d, snap)
+            opt = self.optimizer(d, params)
+            for batch in fw.batches(d):
+                opt.zero_grad()
+                loss = fw.loss(batch)
+                loss.backward()
+                snap.record()
+                opt.step()
+                meter.add(loss.detach(), len(batch["label"]), d)
+            opt.zero_grad()
+            self.offsets.leave(d, snap)
+            fw.ctx.progress(
+                f"epoch {epoch} finetune {i + 1}/{len(domains)} "
+                f"'{fw.data.info.domain_names[d]}' done"
+            )
+        return meter.stats()
+
+    def params_for_domain(self, d: int) -> Params:
+        return self.offsets.params(d, self.fw.named_params())
+
+    def predict(self, split: Split) -> np.ndarray:
+        return self.fw.predict(split, params_fn=self.params_for_domain)
+
+    def state_dict(self) -> dict:
+        return {"finetune": [self.offsets.state(d) for d in range(len(self.offsets))]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for d, s in enumerate(state["finetune"]):
+            self.offsets.load(d, s)
+
+    def domain_state(self, d: int) -> dict:
+        return self.offsets.state(d)
+
+    def load_domain_state(self, d: int, state: dict) -> None:
+        self.offsets.load(d, state)
+
+    def n_parameters(self) -> int:
+        return self.fw.n_parameters() + self.offsets.numel()
+
+
 # ----------------------------------------------------------------------------- the base
 
 
@@ -267,11 +508,17 @@ class MetaFramework(Framework):
         batch: dict[str, Tensor],
         params: Mapping[str, Tensor] | None = None,
         snap: Snapshot | None = None,
+        only: set[str] | None = None,
     ) -> Tensor:
-        """zero_grad, loss, backward, (save the rows about to change), step."""
+        """zero_grad, loss, backward, (drop the gradients of parameters not in `only`),
+        (save the rows about to change), step."""
         opt.zero_grad()
         loss = self.loss(batch, params)
         loss.backward()
+        if only is not None:
+            for n, p in opt.params.items():
+                if n not in only:
+                    p.grad = None
         if snap is not None:
             snap.record()
         opt.step()
@@ -285,8 +532,10 @@ class MetaFramework(Framework):
         params: Mapping[str, Tensor] | None = None,
         snap: Snapshot | None = None,
         rows: Tensor | None = None,
+        only: set[str] | None = None,
     ) -> None:
-        """One pass over domain d's training rows (or the given `rows` of them)."""
+        """One pass over domain d's training rows (or the given `rows` of them); `only`:
+        the parameters that move (the others' gradients are dropped)."""
         if rows is None:
             batches = self.batches(d)
         else:
@@ -294,7 +543,7 @@ class MetaFramework(Framework):
                 self.data.train, rows, self.ctx.train.batch_size, self.ctx.generator
             )
         for batch in batches:
-            meter.add(self.inner_step(opt, batch, params, snap), len(batch["label"]), d)
+            meter.add(self.inner_step(opt, batch, params, snap, only), len(batch["label"]), d)
 
     @staticmethod
     def outer_step(opt: Optimizer, snap: Snapshot) -> None:
@@ -328,7 +577,7 @@ class DN(MetaFramework):
     priority = 30
 
     @dataclass
-    class Config(FrameworkConfig):
+    class Config(FinetuneOptions):
         alpha: float = 1e-3  # inner learning rate (paper: 1e-3)
         beta: float = 0.1  # outer learning rate (paper: 0.1)
         inner_optimizer: str = "adam"  # sgd | adam | adagrad (paper: Adam)
@@ -364,21 +613,29 @@ class DN(MetaFramework):
 
 @FRAMEWORKS("mamdr")
 class MAMDR(DN):
-    """MAMDR (Algorithm 3): each epoch, DN on the shared parameters theta_S (the model's
-    own), then Domain Regularization (Algorithm 2) on each domain's specific parameters.
+    """MAMDR (Algorithm 3; authors: model_zoo/mamdr.py `MAMDR.train`): each epoch, DN on
+    the shared parameters theta_S (the model's own), then Domain Regularization
+    (Algorithm 2) on each domain's specific parameters theta_d; then, as every published
+    config (`mlp_meta_mamdr_finetune`), the finetune stage from theta_S + theta_d.
 
-    Domain d is evaluated with Theta = theta_S + theta_d (Eq. 4) for the `specific_params`
-    (default: every dense, non-embedding parameter) and theta_S for the rest, through
-    `params_for_domain(d)`; the model's own parameters stay theta_S. theta_d starts at zero
-    (the authors' code starts it at a fresh random initialisation), so before any DR step
-    every domain is evaluated with theta_S.
+    Domain d is evaluated with Theta = theta_S + theta_d (Eq. 4, the "plus" merge) through
+    `params_for_domain(d)`; the model's own parameters stay theta_S. `specific_params`
+    (default "all", the authors' `meta_parms: ["all"]`): every trainable weight, embedding
+    tables included; their theta_d are `DomainOffsets` (a table's offsets hold only the
+    rows the domain's DR passes changed). `theta_d_init`: "random" (authors:
+    `SpecificBase.init_layer` re-runs each layer's initializer for every domain) draws each
+    dense theta_d from the model's own initialisers; a table's theta_d starts at zero (a
+    random draw over a whole table per domain would be the n_domains dense copies the
+    sparse offsets avoid; docs/fidelity.md); "zero" starts every theta_d at zero.
 
     DR for target domain i (Algorithm 2): sample k other domains (without replacement; k is
     capped at n - 1) and, as the authors' code (`add_query_domain`), append i itself. For
-    each sampled j in that order: theta~ <- theta_S + theta_i; one pass over domain j, then
-    one over domain i (the order is fixed: the other domain first, then the target), with
-    the inner optimizer on the specific parameters only; then
-    theta_i <- theta_i + gamma (theta~ - (theta_S + theta_i)) through the outer optimizer.
+    each sampled j in that order: theta~ <- theta_S + theta_i written into the model; one
+    pass over domain j, then one over domain i (the other domain first, then the target),
+    with the inner optimizer, only the specific parameters moving (the same optimizer as
+    DN: one Adam serves both, as the authors' compiled Keras optimizer); then
+    theta_i <- theta_i + gamma (theta~ - (theta_S + theta_i)) through the outer optimizer
+    (tables: SGD, the authors' update), and theta_S is restored.
     Cost per epoch: about (2k + 3) passes over the training rows (DN: 1; DR: each of the
     k + 1 sampled domains and the target once per sample), linear in the number of domains.
     """
@@ -388,31 +645,44 @@ class MAMDR(DN):
 
     @dataclass
     class Config(DN.Config):
+        specific_params: str = "all"  # authors: meta_parms ["all"]
         gamma: float = 0.1  # DR's outer learning rate (authors' code: 0.1)
         k: int = 5  # DR sample number (paper: 3 for amazon-6, 5 for the others)
         add_target: bool = True  # append the target domain to the k sampled (authors' code)
+        theta_d_init: str = "random"  # random (authors) | zero
 
     def __init__(self, model, ctx, cfg=None):
         super().__init__(model, ctx, cfg)
         _check_positive(self.cfg, "gamma")
         if self.cfg.k < 0:
             raise UserError(f"k must be >= 0, got {self.cfg.k}")
+        if self.cfg.theta_d_init not in ("random", "zero"):
+            raise UserError(
+                f"theta_d_init: expected 'random' or 'zero', got {self.cfg.theta_d_init!r}"
+            )
         self.names: list[str] = []
-        self.offsets: list[Params] = []  # theta_d per domain, specific parameters only
-        self.work: Params = {}  # theta~ of DR: one buffer reused for every domain
-        self.dr_inner: Optimizer | None = None
+        self.offsets: DomainOffsets | None = None  # theta_d per domain
         self._dr_outer: dict[int, Optimizer] = {}
 
     def begin_stage(self, stage) -> None:
         super().begin_stage(stage)
+        if self.offsets is not None:  # the finetune stage keeps theta_d as it is
+            return
         params = self.named_params()
         self.names = self.specific_names()
-        self.offsets = [
-            {n: torch.zeros_like(params[n]).requires_grad_(True) for n in self.names}
-            for _ in range(self.n_domains)
-        ]
-        self.work = clone_params(params, self.names)
-        self.dr_inner = self.make_optimizer(self.work, self.cfg.inner_optimizer, self.cfg.alpha)
+        tables = [n for n in self.names if n in self.sparse_names]
+        if tables and self.cfg.outer_optimizer != "sgd":
+            raise UserError(
+                f"outer_optimizer={self.cfg.outer_optimizer}: domain-specific embedding "
+                "tables (specific_params) take DR's outer step as SGD only; use "
+                "outer_optimizer=sgd or specific_params=dense"
+            )
+        init = None
+        if self.cfg.theta_d_init == "random":
+            dense = [n for n in self.names if n not in self.sparse_names]
+            seed = int(torch.randint(2**62, (1,), generator=self.ctx.generator))
+            init = fresh_draws(self.model, dense, self.n_domains, seed)
+        self.offsets = DomainOffsets(params, self.names, self.sparse_names, self.n_domains, init)
         self._dr_outer = {}
 
     # -- the two halves ---------------------------------------------------------------
@@ -427,11 +697,14 @@ class MAMDR(DN):
         pick = torch.randperm(len(others), generator=self.ctx.generator)[:k].tolist()
         return [others[p] for p in pick] + ([i] if self.cfg.add_target else [])
 
-    def dr_outer(self, i: int) -> Optimizer:
+    def dr_outer(self, i: int) -> Optimizer | None:
+        """Domain i's outer optimizer over its dense theta_i (None: SGD as a formula)."""
+        if self.cfg.outer_optimizer == "sgd":
+            return None
         opt = self._dr_outer.get(i)
-        if opt is None:  # theta_d - theta~ is dense even for a table: no sparse routing
+        if opt is None:
             opt = self._dr_outer[i] = Optimizer(
-                self.offsets[i], frozenset(), name=self.cfg.outer_optimizer, lr=self.cfg.gamma
+                self.offsets.dense[i], frozenset(), name=self.cfg.outer_optimizer, lr=self.cfg.gamma
             )
         return opt
 
@@ -439,22 +712,15 @@ class MAMDR(DN):
         """Algorithm 2 for target domain i over the `sampled` domains, in that order."""
         if not self.names:
             return
-        shared = {n: p.detach() for n, p in self.named_params().items()}
-        theta_i = self.offsets[i]
-        params = {**shared, **self.work}  # the rest stays theta_S, without gradients
-        opt = self.dr_outer(i)
+        params = self.named_params()
+        specific = {n: params[n] for n in self.names}
+        only = set(self.names)
         for j in sampled:
-            with torch.no_grad():
-                for n, w in self.work.items():
-                    torch.add(shared[n], theta_i[n], out=w)  # theta~ <- theta_S + theta_i
-            self.train_pass(j, self.dr_inner, meter, params)  # Eq. 6: the other domain
-            self.train_pass(i, self.dr_inner, meter, params)  # Eq. 7: the target
-            opt.zero_grad()
-            with torch.no_grad():  # .grad = (theta_S + theta_i) - theta~  (Eq. 8)
-                for n, w in self.work.items():
-                    theta_i[n].grad = shared[n] + theta_i[n] - w
-            opt.step()
-            opt.zero_grad()
+            snap = self.snapshot(specific)
+            self.offsets.enter(i, snap)  # theta~ <- theta_S + theta_i
+            self.train_pass(j, self.inner, meter, snap=snap, only=only)  # Eq. 6: the other
+            self.train_pass(i, self.inner, meter, snap=snap, only=only)  # Eq. 7: the target
+            self.offsets.leave(i, snap, rate=self.cfg.gamma, outer=self.dr_outer(i))  # Eq. 8
 
     def train_epoch(self, epoch: int, domains: Sequence[int]) -> EpochStats:
         meter = LossMeter()
@@ -468,30 +734,40 @@ class MAMDR(DN):
     # -- evaluation and state ---------------------------------------------------------
 
     def params_for_domain(self, d: int) -> Params | None:
-        if not self.offsets:
+        if self.offsets is None:
             return None
-        params = self.named_params()
-        with torch.no_grad():
-            return {**params, **{n: params[n] + t for n, t in self.offsets[d].items()}}
+        return self.offsets.params(d, self.named_params())
+
+    def finetune_start(self, names: Sequence[str]) -> DomainOffsets:
+        """The finetune stage starts each domain from theta_S + theta_d (authors:
+        `SpecificBase.separate_train_val_test` merges the best shared and domain weights)."""
+        start = DomainOffsets(self.named_params(), names, self.sparse_names, self.n_domains)
+        for d in range(self.n_domains):
+            st = self.offsets.state(d)
+            st["dense"] = {n: t for n, t in st["dense"].items() if n in start.dense_names}
+            st["tables"] = {n: t for n, t in st["tables"].items() if n in start.table_names}
+            for n in start.dense_names:
+                st["dense"].setdefault(n, torch.zeros_like(start.dense[d][n]))
+            start.load(d, st)
+        return start
 
     def domain_offsets(self, d: int) -> Params:
-        """theta_d of domain d (a copy)."""
-        return {n: t.detach().clone() for n, t in self.offsets[d].items()}
+        """theta_d of domain d's dense parameters (a copy)."""
+        return {n: t.detach().clone() for n, t in self.offsets.dense[d].items()}
 
     def state_dict(self):
         state = super().state_dict()
-        state["offsets"] = [self.domain_offsets(d) for d in range(len(self.offsets))]
+        state["offsets"] = [self.offsets.state(d) for d in range(len(self.offsets))]
         return state
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
-        with torch.no_grad():
-            for d, off in enumerate(state.get("offsets", [])):
-                for n, t in off.items():
-                    self.offsets[d][n].copy_(t)
+        for d, off in enumerate(state.get("offsets", [])):
+            self.offsets.load(d, off)
 
     def n_parameters(self) -> int:
-        return super().n_parameters() + sum(t.numel() for o in self.offsets for t in o.values())
+        own = super().n_parameters()
+        return own + (self.offsets.numel() if self.offsets is not None else 0)
 
 
 @FRAMEWORKS("dr")
@@ -499,19 +775,21 @@ class DR(MAMDR):
     """Domain Regularization without DN (the paper's "w/o DN" / Table X's DR): the shared
     parameters get alternate training (one pass per domain, in a new random order each
     epoch, with the inner optimizer: DN with beta = 1), then DR on each domain's specific
-    parameters exactly as in MAMDR."""
+    parameters exactly as in MAMDR, then MAMDR's finetune stage."""
 
     summary = "alternate training of shared parameters + Domain Regularization"
     priority = 20
 
     @dataclass
-    class Config(FrameworkConfig):  # MAMDR's without beta: no outer step on theta_S
+    class Config(FinetuneOptions):  # MAMDR's without beta: no outer step on theta_S
+        specific_params: str = "all"  # as MAMDR's
         alpha: float = 1e-3  # inner learning rate (shared passes and DR)
         gamma: float = 0.1  # DR's outer learning rate
         k: int = 5  # DR sample number
         add_target: bool = True  # append the target domain to the k sampled
         inner_optimizer: str = "adam"
         outer_optimizer: str = "sgd"  # DR's outer step (gamma)
+        theta_d_init: str = "random"  # random (authors) | zero
 
     def shared_update(self, epoch: int, order: Sequence[int], meter: LossMeter) -> None:
         for i, d in enumerate(order):
@@ -533,7 +811,7 @@ class Reptile(MetaFramework):
     priority = 5
 
     @dataclass
-    class Config(FrameworkConfig):
+    class Config(FinetuneOptions):
         alpha: float = 1e-3  # inner learning rate
         beta: float = 0.1  # outer learning rate (authors' code: 0.1)
         inner_optimizer: str = "adam"
@@ -574,7 +852,7 @@ class MAML(MetaFramework):
     priority = 5
 
     @dataclass
-    class Config(FrameworkConfig):
+    class Config(FinetuneOptions):
         alpha: float = 1e-3  # inner learning rate (authors' code: 1e-3)
         beta: float = 1e-3  # outer learning rate (authors' code: 1e-3)
         inner_optimizer: str = "adam"

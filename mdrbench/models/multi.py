@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from mdrbench.config import ModelConfig
+from mdrbench.errors import UserError
 from mdrbench.models.base import (
     DNN,
     MODELS,
@@ -152,14 +153,22 @@ class PartitionedNorm(nn.Module):
 
 
 class StarLinear(nn.Module):
-    """A star-topology layer: weight W * W_d (element-wise), bias b + b_d."""
+    """A star-topology layer: weight W * W_d (element-wise), bias b + b_d. Kernels: Glorot
+    uniform for W and W_d alike (authors: model_zoo/Star/star_fcn.py `StarFCN.build`,
+    `kernel_initializer='glorot_uniform'` for kernel_shared and kernel_specific), or W_d = 1
+    (`domain_init="ones"`, STAR's paper: every domain starts from the shared weights)."""
 
-    def __init__(self, n_domains: int, in_dim: int, out_dim: int):
+    def __init__(self, n_domains: int, in_dim: int, out_dim: int, domain_init: str = "glorot"):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(in_dim, out_dim))
-        nn.init.xavier_normal_(self.weight)
+        nn.init.xavier_uniform_(self.weight)
         self.bias = nn.Parameter(torch.zeros(out_dim))
         self.domain_weight = nn.Parameter(torch.ones(n_domains, in_dim, out_dim))
+        if domain_init == "glorot":
+            for d in range(n_domains):
+                nn.init.xavier_uniform_(self.domain_weight.data[d])
+        elif domain_init != "ones":
+            raise UserError(f"domain_init: expected 'glorot' or 'ones', got {domain_init!r}")
         self.domain_bias = nn.Parameter(torch.zeros(n_domains, out_dim))
 
     def forward(self, d: int, x: Tensor) -> Tensor:
@@ -168,33 +177,58 @@ class StarLinear(nn.Module):
 
 @MODELS("star")
 class STAR(MDRModel):
-    """STAR (Sheng et al., CIKM 2021): partitioned normalisation, a star-topology FCN whose
-    weights are the shared ones times the domain's, and an auxiliary network over the
-    domain indicator and the other fields whose logit is added."""
+    """STAR (Sheng et al., CIKM 2021) as the authors configured it (config/*/star*.json:
+    norm "pn", dense "star", `auxiliary_net: false`, no dropout key; model_zoo/Star/star.py
+    `Star.build_model_structure`): partitioned normalisation (Keras momentum 0.99 = torch
+    0.01, epsilon 1e-3: model_zoo/Star/partitioned_norm.py), a star-topology FCN whose
+    weights are the shared ones times the domain's, then its own output layer (a plain
+    shared Dense to one logit, Glorot uniform). Options for STAR's paper: `aux_net=true`
+    adds the auxiliary network's logit (over the input fields, the domain among them),
+    `output="star"` makes the output layer a star layer too, `domain_init="ones"`,
+    `dropout` > 0 after each hidden layer."""
 
     @dataclass
     class Config(ModelConfig):
+        dropout: float = 0.0  # authors' STAR configs have no dropout
         hidden: list[int] = hidden_field(256, 128, 64)
-        aux_hidden: list[int] = hidden_field(64)
+        aux_net: bool = False  # authors: auxiliary_net false in every config
+        aux_hidden: list[int] = hidden_field(64)  # authors: auxiliary_dim 64
+        output: str = "dense"  # dense (authors) | star
+        domain_init: str = "glorot"  # W_d init: glorot (authors) | ones
+        pn_momentum: float = 0.01  # torch convention (Keras momentum 0.99)
+        pn_eps: float = 1e-3  # Keras epsilon 1e-3
 
     def __init__(self, info, cfg=None, **overrides):
         super().__init__(info, cfg, **overrides)
         c = self.cfg
+        if c.output not in ("dense", "star"):
+            raise UserError(f"output: expected 'dense' or 'star', got {c.output!r}")
         n = info.n_domains
         self.inputs = Inputs(info, c.emb_dim, c.init_std)
         d_in = self.inputs.out_dim
-        self.norm = PartitionedNorm(n, d_in)
-        sizes = [d_in, *c.hidden, 1]
-        self.layers = nn.ModuleList(StarLinear(n, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.norm = PartitionedNorm(n, d_in, c.pn_momentum, c.pn_eps)
+        sizes = [d_in, *c.hidden]
+        self.layers = nn.ModuleList(
+            StarLinear(n, a, b, c.domain_init) for a, b in zip(sizes[:-1], sizes[1:])
+        )
+        if c.output == "star":
+            self.star_out = StarLinear(n, sizes[-1], 1, c.domain_init)
+        else:
+            self.out = nn.Linear(sizes[-1], 1)
+            nn.init.xavier_uniform_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
         self.dropout = nn.Dropout(c.dropout) if c.dropout > 0 else nn.Identity()
-        self.aux = Tower(d_in, c.aux_hidden, c.dropout)
+        self.aux = Tower(d_in, c.aux_hidden, c.dropout) if c.aux_net else None
 
     def _domain(self, d: int, x: Tensor) -> Tensor:
         h = self.norm(d, x)
-        for layer in self.layers[:-1]:
+        for layer in self.layers:
             h = self.dropout(torch.relu(layer(d, h)))
-        return self.layers[-1](d, h).squeeze(-1)
+        if self.cfg.output == "star":
+            return self.star_out(d, h).squeeze(-1)
+        return self.out(h).squeeze(-1)
 
     def forward(self, batch):
         x = self.inputs.fields(batch).flatten(1)
-        return route(batch["domain_id"], self._domain, x) + self.aux(x)
+        logit = route(batch["domain_id"], self._domain, x)
+        return logit if self.aux is None else logit + self.aux(x)
