@@ -62,8 +62,7 @@ def score_cmd(
     """
     from mdrbench.api import Evaluator, external_result, load_dataset
     from mdrbench.cli_train import save_result
-    from mdrbench.results import aggregate, domain_table, render
-    from mdrbench.trainer import result_filename
+    from mdrbench.results import aggregate, domain_table, render, result_path
 
     ds = load_dataset(dataset)
     test = Evaluator(ds, "test")
@@ -76,7 +75,7 @@ def score_cmd(
         val_metrics=val_metrics, train_seconds=train_seconds, n_parameters=n_parameters,
         config={"predictions": Path(predictions).name, "logits": logits},
     )  # fmt: skip
-    target = out / result_filename(record)
+    target = result_path(out, ds.name, model_name, method_name, seed)
     if target.exists() and not force:
         raise UserError(f"{target} exists: pass --force to replace it, or --out another folder")
     path = save_result(

@@ -97,13 +97,13 @@ def write_predictions(path: Path, domain_id, label, scores) -> None:
 
 
 def save_result(record: dict, out: Path, test=None, scores=None, force: bool = False) -> Path:
-    """Write `record` into `out` (file name: `result_filename`); given the test split's
+    """Write `record` into `out` (file name: `results.result_path`); given the test split's
     `(domain_id, label)` arrays and the `scores`, its predictions beside it (`write_result`).
     A result there of another config or dataset build is replaced only with `force`."""
-    from mdrbench.results import config_diff, read_result
-    from mdrbench.trainer import result_filename
+    from mdrbench.results import config_diff, read_result, result_path
 
-    path = Path(out) / result_filename(record)
+    r = record
+    path = result_path(out, r["dataset"]["name"], r["model"], r["method"], r["seed"])
     old = None if force else read_result(path)
     if old is not None:
         sha = record["dataset"].get("manifest_sha256")

@@ -226,3 +226,20 @@ def test_docs_example_runs(tmp_path, monkeypatch):
     monkeypatch.setattr("tempfile.mkdtemp", lambda *a, **k: str(tmp_path))
     exec(compile(code, "docs/api.md", "exec"), {"__name__": "docs_example"})
     assert len(list((tmp_path / "results").glob("*.json"))) == 2
+
+
+def test_score_needs_no_torch(built, tmp_path):
+    """A submission from another framework is scored and written without importing torch."""
+    ev = mdrbench.Evaluator(built)
+    f = tmp_path / "p.csv"
+    pl.DataFrame({"score": np.linspace(0, 1, ev.rows.height)}).write_csv(f)
+    code = (
+        "import sys\nfrom mdrbench.cli import main\n"
+        f"try:\n    main(['score', {str(f)!r}, '--dataset', {str(built)!r}, '--model-name', 'm',"
+        f" '--method-name', 'x', '--out', {str(tmp_path / 'r')!r}, '-q'])\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "r" / "taobao-10__m__x__seed0.json").is_file()
