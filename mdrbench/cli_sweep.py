@@ -102,7 +102,8 @@ def read_grid(path: Path) -> dict[str, Any]:
     "--jobs",
     type=int,
     default=None,
-    help="Runs at once. local default 1; ray default: the cluster's CPUs / threads.",
+    help="Runs at once (each one torch thread unless --set threads=T). Default: the cores "
+    "here (local), the cluster's CPUs (ray). Fewer where memory is short.",
 )
 @click.option(
     "--address",
@@ -137,7 +138,7 @@ def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, sets, grid_file, ou
     validate; a killed run leaves nothing that counts. A failing run is retried, then
     reported with its log; the others go on.
 
-    Threads per run: --set threads=N, else local: cores / jobs; ray: 1.
+    Each run uses one torch thread unless --set threads=T (keep jobs x T <= cores).
 
     Example: mdrbench sweep --dataset taobao-10 --model mlp,mmoe --method alternate,mamdr --seeds 0,1,2 --jobs 2 --out results
 
@@ -177,11 +178,11 @@ def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, sets, grid_file, ou
 
     runs = sw.expand(datasets, models, methods, seeds_list, set_values, out)
     cores = sw.usable_cores()
+    # One torch thread per run, and as many runs as cores: on a busy machine two threads
+    # made an 8-run sweep 6x slower than one (docs/sweep.md, "Measured").
+    default_threads = 1
     if backend == "local":
-        jobs = jobs or 1
-        default_threads = max(1, cores // jobs)
-    else:
-        default_threads = 1
+        jobs = jobs or cores
     for run in runs:
         t = run.overrides.get("threads", run.overrides.get("train.threads"))
         run.threads = int(t) if t is not None and int(t) > 0 else default_threads
