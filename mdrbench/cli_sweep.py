@@ -197,10 +197,9 @@ def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, sets, grid_file, ou
         return
     be = sw.LocalBackend(jobs) if backend == "local" else sw.RayBackend(address, jobs, default_threads, gpus)  # fmt: skip
     try:
-        click.echo(
+        sw._log.info(
             f"Sweep: {len(runs)} runs into {out} · {be.name} backend, {be.slots} at once x "
-            f"{default_threads} thread(s) ({cores} cores here)",
-            err=True,
+            f"{default_threads} thread(s) ({cores} cores here)"
         )
         summary = sw.sweep(runs, be, retries=retries, recompute=recompute)
     finally:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import os
 import re
 import signal
@@ -37,7 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mdrbench import log
 from mdrbench.errors import UserError
+
+_log = log.get(__name__)  # its level is the CLI's -q / -v
 
 # ----------------------------------------------------------------------------- the grid
 
@@ -300,6 +304,7 @@ def _header(task: Mapping[str, Any]) -> str:
 
 
 def _guarded(task: Mapping[str, Any]) -> int:
+    log.setup()  # the trainer's progress (logger "mdrbench", INFO) into the run's log
     try:
         execute(task)
         return 0
@@ -483,9 +488,10 @@ class Progress:
     """One status line: done / running / failed / left and an ETA. On a terminal it is
     redrawn in place; elsewhere one line per finished run."""
 
-    def __init__(self, total: int, skipped: int, slots: int, stream=None):
+    def __init__(self, total: int, skipped: int, slots: int, stream=None, quiet=False):
         self.stream = stream if stream is not None else sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty() and not quiet
+        self.quiet = quiet  # -q: only failures and retries
         self.total, self.skipped, self.slots = total, skipped, slots
         self.done = self.failed = self.running = 0
         self.t0 = time.monotonic()
@@ -520,7 +526,7 @@ class Progress:
                 self.stream.write("\r\033[K" + msg + "\n")
             self.stream.write("\r\033[K" + self.line())
             self.stream.flush()
-        elif msg:
+        elif msg and not (self.quiet and msg.startswith("done")):
             self.stream.write(f"{msg}  {self.line()}\n")
             self.stream.flush()
         self.last_draw = time.monotonic()
@@ -583,7 +589,9 @@ def sweep(
             "the sweep would overwrite them. Use another --out, or move those results away "
             "(mdrbench sweep --dry-run lists them)."
         )
-    progress = progress or Progress(len(runs), len(summary.skipped), backend.slots)
+    progress = progress or Progress(
+        len(runs), len(summary.skipped), backend.slots, quiet=not _log.isEnabledFor(logging.INFO)
+    )
     progress.pending_methods = [r.method for r in todo]
     pending = deque((r, 1) for r in todo)
     running: dict[Any, tuple[Run, int, float]] = {}

@@ -134,6 +134,8 @@ def test_killed_sweep_resumes_and_equals_a_fresh_one(dataset, fresh, tmp_path):
     for name, (data, mtime) in first.items():  # what was done is not redone
         assert (out / name).read_bytes() == data and (out / name).stat().st_mtime_ns == mtime
     assert_same_results(out, fresh)
+    log = (out / "tiny-taobao-3__wdl__joint__seed1.log").read_text()
+    assert "== attempt 1:" in log and "epoch   1 [" in log and "wrote " in log
     again = _sweep(dataset, out, "--jobs", "2")
     assert "8 already done (skipped), 0 done now" in again.output
 
@@ -248,3 +250,4 @@ def test_ray_backend_equals_local(dataset, fresh, tmp_path):
     assert res.exit_code == 0, res.output
     assert "8 done now, 0 failed" in res.output
     assert_same_results(tmp_path, fresh)
+    assert "epoch   1 [" in (tmp_path / "tiny-taobao-3__mlp__joint__seed0.log").read_text()
