@@ -14,8 +14,8 @@ import click
 from mdrbench.errors import UserError
 
 # Keys of a grid TOML file: the command's options (docs/sweep.md).
-GRID_KEYS = {"dataset", "model", "method", "seeds", "epochs", "set", "out", "jobs", "backend",
-             "address", "retries", "gpus_per_run"}  # fmt: skip
+GRID_KEYS = {"dataset", "model", "method", "seeds", "epochs", "profile", "set", "out", "jobs",
+             "backend", "address", "retries", "gpus_per_run"}  # fmt: skip
 
 
 def read_grid(path: Path) -> dict[str, Any]:
@@ -70,6 +70,13 @@ def read_grid(path: Path) -> dict[str, Any]:
 )
 @click.option("--seeds", default=None, help="Seeds: 0,1,2 or 0-4.  [default: 0,1,2]")
 @click.option("--epochs", type=int, default=None, help="Most epochs per stage (= --set epochs=N).")
+@click.option(
+    "--profile",
+    type=click.Choice(["paper", "none"]),
+    default=None,
+    help="As mdrbench eval's: paper = the authors' published configuration for a benchmark "
+    "dataset, before --set; none = mdrbench's defaults.  [default: paper]",
+)
 @click.option(
     "--set",
     "sets",
@@ -130,8 +137,8 @@ def read_grid(path: Path) -> dict[str, Any]:
 )
 @click.option("--dry-run", is_flag=True, help="List the runs and their state; run nothing.")
 @click.pass_context
-def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, sets, grid_file, out, backend,
-              jobs, address, gpus_per_run, retries, recompute, dry_run):  # fmt: skip
+def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, profile, sets, grid_file, out,
+              backend, jobs, address, gpus_per_run, retries, recompute, dry_run):  # fmt: skip
     """Run every combination of datasets x models x methods x --set values x seeds through
     `mdrbench eval`, on this machine or a Ray cluster. Resumable: rerun the same command
     after a crash or Ctrl-C and it skips every run whose result and predictions exist and
@@ -145,6 +152,8 @@ def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, sets, grid_file, ou
     Example: mdrbench sweep --dataset amazon-6 --model mlp --method mamdr --set beta=0.1,0.5 --dry-run
 
     Example: mdrbench sweep --grid grid.toml --backend ray --address auto
+
+    Example: mdrbench sweep --dataset taobao-10 --model all --method all --profile none --dry-run
     """
     from mdrbench import sweep as sw
     from mdrbench.cli_train import parse_seeds
@@ -159,6 +168,7 @@ def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, sets, grid_file, ou
     epochs = epochs if epochs is not None else grid.get("epochs")
     if epochs is not None:
         set_values["epochs"] = [epochs]
+    profile = profile or grid.get("profile", "paper")
     out = out if out is not None else grid.get("out", Path("results"))
     backend = backend or grid.get("backend", "local")
     if backend not in ("local", "ray"):
@@ -176,7 +186,7 @@ def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, sets, grid_file, ou
     if not datasets:
         raise UserError("no dataset: give --dataset NAME_OR_PATH (or dataset = [...] in --grid)")
 
-    runs = sw.expand(datasets, models, methods, seeds_list, set_values, out)
+    runs = sw.expand(datasets, models, methods, seeds_list, set_values, out, profile)
     cores = sw.usable_cores()
     # One torch thread per run, and as many runs as cores: on a busy machine two threads
     # made an 8-run sweep 6x slower than one (docs/sweep.md, "Measured").

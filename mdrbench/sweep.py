@@ -117,6 +117,7 @@ class Run:
     config: dict = field(default_factory=dict)  # the resolved config (RunConfig.to_dict)
     threads: int = 1
     redo: bool = False  # replace the files there (a result of this run that does not count)
+    profile: str = "paper"  # eval's --profile: the authors' configuration, or "none"
 
     @property
     def predictions(self) -> Path:
@@ -143,6 +144,7 @@ class Run:
             "out": str(self.path.parent),
             "log": str(self.log),
             "force": self.redo,
+            "profile": self.profile,
         }
 
 
@@ -179,6 +181,7 @@ def expand(
     seeds: Sequence[int],
     sets: Mapping[str, Sequence[Any]],
     out: Path,
+    profile: str = "paper",
 ) -> list[Run]:
     """Every run of the grid, in order dataset, model, method, point, seed (the seeds of an
     entry run one after the other, so entries complete early)."""
@@ -201,13 +204,15 @@ def expand(
     for folder, manifest, sha in folders.values():
         for model, method in itertools.product(models, methods):
             for overrides, label in points:
-                cfg = resolve_config(model, method, overrides, dataset=manifest["name"])
+                cfg = resolve_config(
+                    model, method, overrides, dataset=manifest["name"], profile=profile
+                )
                 for seed in seeds:
                     cfg.train.seed = seed
                     name = manifest["name"]
                     path = result_path(out / label if label else out, name, model, method, seed)
                     run = Run(str(folder), name, sha, model, method, seed, dict(overrides),
-                              label, path, cfg.to_dict())  # fmt: skip
+                              label, path, cfg.to_dict(), profile=profile)  # fmt: skip
                     if path in seen:
                         if seen[path].dataset != run.dataset:
                             raise UserError(
@@ -285,7 +290,8 @@ def execute(task: Mapping[str, Any]) -> None:
     from mdrbench.cli_train import run_seeds
 
     run_seeds(task["dataset"], task["model"], task["method"], [task["seed"]],
-              dict(task["overrides"]), Path(task["out"]), force=task["force"])  # fmt: skip
+              dict(task["overrides"]), Path(task["out"]), force=task["force"],
+              profile=task["profile"])  # fmt: skip
 
 
 def execute_logged(task: Mapping[str, Any], attempt: int) -> int:

@@ -98,7 +98,7 @@ def test_grid_file_is_the_same_as_the_options(dataset, tmp_path):
     grid = tmp_path / "grid.toml"
     grid.write_text(
         f'dataset = "{dataset}"\nmodel = ["mlp", "wdl"]\nmethod = "alternate,joint"\n'
-        'seeds = [0, 1]\nepochs = 1\n[set]\nemb_dim = 8\nhidden = [[16]]\nbatch_size = 64\n'
+        'seeds = [0, 1]\nepochs = 1\nprofile = "paper"\n[set]\nemb_dim = 8\nhidden = [[16]]\nbatch_size = 64\n'
         'threads = 1\ndevice = "cpu"\n'
     )
     by_file = CliRunner().invoke(
@@ -184,6 +184,18 @@ def test_results_that_do_not_count_are_redone_and_others_refused(dataset, fresh,
     (out / "tiny-taobao-3__wdl__alternate__seed0.json").write_text('{"schema_version": 1, "da')
     res = CliRunner().invoke(cli, _args(dataset, out))
     assert isinstance(res.exception, UserError) and "is not readable JSON" in str(res.exception)
+
+
+def test_profile_is_passed_to_eval_and_recorded(dataset, fresh, tmp_path):
+    res = _sweep(dataset, fresh, "--profile", "none", "--dry-run")  # paper is the default
+    assert "8 runs: 8 conflict" in res.output
+    assert 'profile.name: "paper" -> "none"' in res.output
+    args = ["sweep", "--dataset", str(dataset), "--model", "mlp", "--method", "alternate",
+            "--seeds", "0", "--epochs", "1", *TINY, "--profile", "none", "--out", str(tmp_path)]  # fmt: skip
+    res = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    rec = json.loads((tmp_path / "tiny-taobao-3__mlp__alternate__seed0.json").read_text())
+    assert rec["config"]["profile"]["name"] == "none"
 
 
 def test_a_failing_run_is_retried_then_reported_and_the_others_finish(dataset, tmp_path):
