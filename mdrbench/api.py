@@ -138,7 +138,14 @@ def load_dataset(name_or_path: str | os.PathLike, *, download: bool = True) -> D
     if not local and download and name in DATASETS:
         from mdrbench import hub
 
-        hub.fetch_dataset(name, default_data_dir())
+        try:
+            hub.fetch_dataset(name, default_data_dir())
+        except UserError as exc:
+            raise UserError(
+                f"{name} is not in the data directory {default_data_dir()}, and {exc}\n"
+                f"Or build it: mdrbench build {name} --raw-dir RAW_DIR (then load_dataset"
+                f"('{name}')), or pass a built folder; download=False skips the Hub."
+            ) from None
     return Dataset(name_or_path)
 
 

@@ -168,7 +168,7 @@ def conflict_cmd(
             net.load_state_dict(start)
             if log:
                 stderr_log(f"== training {model} + {name} for up to {epochs} epoch(s)")
-            res = train(data, net, name, run=cfg, log=log)
+            res = train(data, net, name, run=cfg, log=log, progress=log is not None)
             m = compute_conflict(res.framework.model, data, **kw)
             m["method"] = name
             m["best_epoch"] = res.record["best_epoch"]

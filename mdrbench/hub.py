@@ -412,7 +412,7 @@ def _hub_error(exc: Exception, what: str, repo_id: str) -> UserError:
     )
 
     status = getattr(getattr(exc, "response", None), "status_code", None)
-    if isinstance(exc, OfflineModeIsEnabled):
+    if isinstance(exc, OfflineModeIsEnabled) or (status is None and constants.HF_HUB_OFFLINE):
         return UserError(f"{what} failed: HF_HUB_OFFLINE is set; unset it to reach the Hub")
     if isinstance(exc, RepositoryNotFoundError):
         hint = f"no dataset repository {repo_id} on the Hub, or it is private and your token cannot read it"

@@ -369,3 +369,19 @@ def test_download_name_fetches_only_that_dataset_at_its_pinned_revision(tmp_path
         manifest = json.loads((data / "taobao-10" / "manifest.json").read_text())
         assert int(n) == manifest["totals"]["n_test"]
         assert [p.name for p in data_dir.iterdir()] == ["taobao-10"]
+
+
+def test_load_dataset_of_a_name_not_here_and_no_hub_says_what_to_do(tmp_path):
+    env = dict(hf_env(tmp_path / "home", None), HF_HUB_OFFLINE="1",
+               MDRBENCH_DATA=str(tmp_path / "empty"))  # fmt: skip
+    code = (
+        "import mdrbench\n"
+        "for kw in ({}, {'download': False}):\n"
+        "    try:\n        mdrbench.load_dataset('amazon-6', **kw)\n"
+        "    except mdrbench.UserError as e:\n        print('ERR', str(e).replace(chr(10), ' '))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    hub_err, local_err = r.stdout.splitlines()
+    assert "HF_HUB_OFFLINE is set" in hub_err and "mdrbench build amazon-6" in hub_err
+    assert "no built dataset" in local_err and "HF_HUB" not in local_err
