@@ -115,16 +115,9 @@ class DatasetSpec:
     domains: tuple[DomainSpec, ...]
     version: str = SPEC_VERSION
     description: str = ""
-    dr_k: int = 5  # MAMDR's DR sample number for this dataset (paper Sec. V-C)
     extra: dict = field(default_factory=dict)
     hub_repo: str = HUB_REPO  # Hub dataset repository of the published build
     hub_revision: str = HUB_REVISION  # its pinned revision (a tag or commit)
-
-    @property
-    def hyperparameters(self) -> dict:
-        """The paper's per-dataset hyperparameters, by name: any framework whose Config has
-        the name gets the value unless the user sets it (`resolve_config(dataset=...)`)."""
-        return {"k": self.dr_k}
 
     @property
     def domain_names(self) -> list[str]:
@@ -163,14 +156,14 @@ def _ratios(names) -> tuple[DomainSpec, ...]:
 DATASETS.register(
     "amazon-6",
     DatasetSpec(
-        "amazon-6", "amazon", _ratios(AMAZON_6), dr_k=3,
+        "amazon-6", "amazon", _ratios(AMAZON_6),
         description="Six Amazon 2018 categories with abundant interactions (paper Table II).",
     ),
 )  # fmt: skip
 DATASETS.register(
     "amazon-13",
     DatasetSpec(
-        "amazon-13", "amazon", _ratios(AMAZON_13), dr_k=5,
+        "amazon-13", "amazon", _ratios(AMAZON_13),
         description="Amazon-6 plus seven sparse categories (paper Table III).",
     ),
 )  # fmt: skip
@@ -179,7 +172,6 @@ for _n in (10, 20, 30):
         f"taobao-{_n}",
         DatasetSpec(
             f"taobao-{_n}", "taobao", _ratios([taobao_domain_name(i) for i in range(_n)]),
-            dr_k=5,
             description=f"The first {_n} themes of the Taobao Cloud Theme click log (paper Table IV).",
         ),
     )  # fmt: skip
