@@ -43,10 +43,18 @@ from mdrbench.errors import UserError
     required=True,
     help="Folder for the result JSON and its predictions Parquet.",
 )
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A hyperparameter of the model, recorded in the result's config (repeatable): runs "
+    "that differ only by seed form one leaderboard entry.",
+)
 @click.option("--force", is_flag=True, help="Replace a result of the same name in --out.")
 def score_cmd(
     predictions, dataset, model_name, method_name, seed, val_predictions, logits,
-    train_seconds, n_parameters, out, force,
+    train_seconds, n_parameters, sets, out, force,
 ):  # fmt: skip
     """Turn test predictions made by any framework into a result file, with the one
     evaluator.
@@ -62,6 +70,7 @@ def score_cmd(
     """
     from mdrbench.api import Evaluator, external_result, load_dataset
     from mdrbench.cli_train import save_result
+    from mdrbench.config import parse_sets
     from mdrbench.results import aggregate, domain_table, render, result_path
 
     ds = load_dataset(dataset)
@@ -73,7 +82,7 @@ def score_cmd(
     record = external_result(
         ds, test, scores, model=model_name, method=method_name, seed=seed,
         val_metrics=val_metrics, train_seconds=train_seconds, n_parameters=n_parameters,
-        config={"predictions": Path(predictions).name, "logits": logits},
+        config={"hyperparameters": dict(parse_sets(sets))},
     )  # fmt: skip
     target = result_path(out, ds.name, model_name, method_name, seed)
     if target.exists() and not force:

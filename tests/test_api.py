@@ -156,10 +156,12 @@ def test_score_a_numpy_models_predictions_then_validate(built, tmp_path):
     out = tmp_path / "results"
     runner = CliRunner()
     for seed in (0, 1, 2):
+        per_seed = tmp_path / f"preds-seed{seed}.parquet"  # each run has its own file
+        per_seed.write_bytes(f.read_bytes())
         r = runner.invoke(cli, [
-            "score", str(f), "--dataset", str(built), "--model-name", "logreg-numpy",
+            "score", str(per_seed), "--dataset", str(built), "--model-name", "logreg-numpy",
             "--method-name", "joint", "--seed", str(seed), "--val-predictions", str(val),
-            "--n-parameters", "256", "--out", str(out),
+            "--n-parameters", "256", "--set", "lr=0.5", "--set", "steps=50", "--out", str(out),
         ])  # fmt: skip
         assert r.exit_code == 0, r.output
     assert "Test AUC per domain" in r.output and "mdrbench validate" in r.output
@@ -169,6 +171,9 @@ def test_score_a_numpy_models_predictions_then_validate(built, tmp_path):
     assert record["metrics"]["test"] == mdrbench.Evaluator(ds).eval(preds)
     assert record["metrics"]["val"]["domains"].keys() == record["metrics"]["test"]["domains"].keys()
     assert (out / "taobao-10__logreg-numpy__joint__seed2.predictions.parquet").is_file()
+    assert record["config"] == {
+        "seed": 2, "source": "mdrbench score", "hyperparameters": {"lr": "0.5", "steps": "50"}
+    }  # fmt: skip
 
     r = runner.invoke(cli, ["validate", str(out), "--dataset", str(built)])
     assert r.exit_code == 0, r.output
