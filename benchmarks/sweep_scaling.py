@@ -73,15 +73,16 @@ def results(out: Path) -> dict:
     return got
 
 
-def scaling(data: Path, work: Path, epochs: int) -> None:
+def scaling(data: Path, work: Path, epochs: int, which: list[str]) -> None:
     print(f"cores: {len(os.sched_getaffinity(0))}; data {data}")
     rows = []
     ref = None
-    for label, extra in (
-        ("--jobs 1", ["--jobs", "1"]),
-        ("--jobs 2", ["--jobs", "2"]),
-        ("--jobs 1 --set threads=2", ["--jobs", "1", "--set", "threads=2"]),
-    ):
+    settings = {
+        "jobs1": ("--jobs 1", ["--jobs", "1"]),
+        "jobs2": ("--jobs 2", ["--jobs", "2"]),
+        "threads2": ("--jobs 1 --set threads=2", ["--jobs", "1", "--set", "threads=2"]),
+    }
+    for label, extra in (settings[k] for k in which):
         out = work / "scaling" / label.replace(" ", "").replace("--", "_")
         shutil.rmtree(out, ignore_errors=True)
         args = ["--dataset", str(data), *GRID, "--epochs", str(epochs), "--out", str(out), *extra]
@@ -128,12 +129,13 @@ def main() -> None:
     ap.add_argument("--parts", default="scaling,costs")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--size", default="small")
+    ap.add_argument("--settings", default="jobs1,jobs2,threads2", help="scaling's sweeps")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     data = dataset(a.work, a.size)
     parts = a.parts.split(",")
     if "scaling" in parts:
-        scaling(data, a.work, a.epochs)
+        scaling(data, a.work, a.epochs, a.settings.split(","))
     if "costs" in parts:
         costs(data, a.work)
 

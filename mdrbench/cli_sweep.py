@@ -207,11 +207,11 @@ def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, profile, sets, grid
         return
     be = sw.LocalBackend(jobs) if backend == "local" else sw.RayBackend(address, jobs, default_threads, gpus)  # fmt: skip
     try:
-        sw._log.info(
+        header = (
             f"Sweep: {len(runs)} runs into {out} · {be.name} backend, {be.slots} at once x "
             f"{default_threads} thread(s) ({cores} cores here)"
         )
-        summary = sw.sweep(runs, be, retries=retries, recompute=recompute)
+        summary = sw.sweep(runs, be, retries=retries, recompute=recompute, header=header)
     finally:
         be.close()
     _report(summary, runs, out, datasets)

@@ -33,7 +33,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,8 +245,9 @@ def run_status(run: Run, recompute: bool = False) -> Status:
 
     try:
         d = read_result(run.path)
-    except UserError as exc:
-        return Status("conflict", str(exc).partition(": move it away")[0])
+    except UserError as exc:  # a file there that is not a result: never replaced
+        text = str(exc).partition(": move it away")[0]
+        return Status("conflict", text.replace(f"{run.path} exists but ", "the file there "))
     if d is None:
         return Status("todo")
     if d["dataset"]["manifest_sha256"] != run.manifest_sha256:
@@ -439,7 +440,7 @@ class RayBackend:
                 kwargs["num_cpus"] = jobs * threads
             try:
                 ray.init(**kwargs)
-            except ConnectionError as exc:
+            except Exception as exc:  # Ray raises ConnectionError, TimeoutError, RuntimeError
                 raise UserError(
                     f"--address {address}: cannot reach a Ray cluster ({exc})"
                 ) from None
@@ -571,7 +572,7 @@ def sweep(
     retries: int = 1,
     recompute: bool = False,
     progress: Progress | None = None,
-    on_status: Callable[[Run, Status], None] | None = None,
+    header: str = "",
 ) -> Summary:
     """Run every run of `runs` that is not done on `backend`; see the module docstring.
     A failed run is retried `retries` times, then reported. Ctrl-C (or SIGTERM) stops the
@@ -582,8 +583,6 @@ def sweep(
     conflicts: list[tuple[Run, Status]] = []
     for run in runs:
         st = run_status(run, recompute)
-        if on_status:
-            on_status(run, st)
         if st.state == "conflict":
             conflicts.append((run, st))
         run.redo = st.state == "redo"
@@ -591,10 +590,12 @@ def sweep(
     if conflicts:
         run, st = conflicts[0]
         raise UserError(
-            f"{run.path} holds {st.reason} ({len(conflicts)} such result(s) in the way): "
-            "the sweep would overwrite them. Use another --out, or move those results away "
+            f"{len(conflicts)} run(s) would replace what is at their result path, e.g. "
+            f"{run.path}: {st.reason}. Use another --out, or move those files away "
             "(mdrbench sweep --dry-run lists them)."
         )
+    if header:
+        _log.info(header)
     progress = progress or Progress(
         len(runs), len(summary.skipped), backend.slots, quiet=not _log.isEnabledFor(logging.INFO)
     )
