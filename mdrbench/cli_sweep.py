@@ -205,15 +205,14 @@ def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, profile, sets, grid
     if dry_run:
         _dry_run(runs, recompute)
         return
-    be = sw.LocalBackend(jobs) if backend == "local" else sw.RayBackend(address, jobs, default_threads, gpus)  # fmt: skip
-    try:
-        header = (
-            f"Sweep: {len(runs)} runs into {out} · {be.name} backend, {be.slots} at once x "
-            f"{default_threads} thread(s) ({cores} cores here)"
-        )
-        summary = sw.sweep(runs, be, retries=retries, recompute=recompute, header=header)
-    finally:
-        be.close()
+
+    def make_backend():  # after the sweep has checked the runs: no Ray started for nothing
+        if backend == "local":
+            return sw.LocalBackend(jobs)
+        return sw.RayBackend(address, jobs, default_threads, gpus)
+
+    where = f"into {out}, {default_threads} thread(s) per run ({cores} cores here)"
+    summary = sw.sweep(runs, make_backend, retries=retries, recompute=recompute, where=where)
     _report(summary, runs, out, datasets)
     if summary.interrupted:
         ctx.exit(130)

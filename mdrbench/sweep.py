@@ -33,7 +33,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -568,15 +568,15 @@ class _Stop(Exception):
 
 def sweep(
     runs: list[Run],
-    backend,
+    make_backend: Callable[[], Any],
     retries: int = 1,
     recompute: bool = False,
-    progress: Progress | None = None,
-    header: str = "",
+    where: str = "",
 ) -> Summary:
-    """Run every run of `runs` that is not done on `backend`; see the module docstring.
-    A failed run is retried `retries` times, then reported. Ctrl-C (or SIGTERM) stops the
-    runs in progress (their partial files do not count) and returns what was finished."""
+    """Run every run of `runs` that is not done on the backend `make_backend()` returns
+    (made once the runs are checked, closed at the end); see the module docstring. A failed
+    run is retried `retries` times, then reported. Ctrl-C (or SIGTERM) stops the runs in
+    progress (their partial files do not count) and returns what was finished."""
     summary = Summary(runs)
     t0 = time.monotonic()
     todo: list[Run] = []
@@ -594,10 +594,21 @@ def sweep(
             f"{run.path}: {st.reason}. Use another --out, or move those files away "
             "(mdrbench sweep --dry-run lists them)."
         )
-    if header:
-        _log.info(header)
-    progress = progress or Progress(
-        len(runs), len(summary.skipped), backend.slots, quiet=not _log.isEnabledFor(logging.INFO)
+    backend = make_backend()
+    try:
+        return _run(summary, backend, todo, retries, where, t0)
+    finally:
+        backend.close()
+
+
+def _run(summary: Summary, backend, todo: list[Run], retries: int, where: str, t0: float):
+    _log.info(f"Sweep: {len(summary.runs)} runs ({len(summary.skipped)} already done) "
+              f"{where} · {backend.name} backend, {backend.slots} at once")  # fmt: skip
+    progress = Progress(
+        len(summary.runs),
+        len(summary.skipped),
+        backend.slots,
+        quiet=not _log.isEnabledFor(logging.INFO),
     )
     progress.pending_methods = [r.method for r in todo]
     pending = deque((r, 1) for r in todo)
