@@ -121,7 +121,8 @@ def read_grid(path: Path) -> dict[str, Any]:
     "--gpus-per-run",
     type=float,
     default=None,
-    help="Ray: GPUs each run asks for (e.g. 1, or 0.25 to share one).  [default: 0]",
+    help="Ray: GPUs each run asks for (e.g. 1, or 0.25 to share one). Default: 1 on a "
+    "cluster with GPUs, else 0.",
 )
 @click.option(
     "--retries",
@@ -175,7 +176,9 @@ def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, profile, sets, grid
         raise UserError(f"backend '{backend}': expected local or ray")
     jobs = jobs if jobs is not None else grid.get("jobs")
     address = address or grid.get("address")
-    gpus = gpus_per_run if gpus_per_run is not None else grid.get("gpus_per_run", 0)
+    gpus = gpus_per_run if gpus_per_run is not None else grid.get("gpus_per_run")
+    if gpus is not None and gpus < 0:
+        raise UserError(f"--gpus-per-run must be >= 0, got {gpus}")
     retries = retries if retries is not None else grid.get("retries", 1)
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {jobs}")

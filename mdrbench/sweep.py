@@ -422,7 +422,7 @@ class RayBackend:
 
     name = "ray"
 
-    def __init__(self, address: str | None, jobs: int | None, threads: int, gpus: float):
+    def __init__(self, address: str | None, jobs: int | None, threads: int, gpus: float | None):
         try:
             import ray
         except ImportError:
@@ -445,9 +445,15 @@ class RayBackend:
                     f"--address {address}: cannot reach a Ray cluster ({exc})"
                 ) from None
             self.started = True
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        self.slots = jobs or max(1, cpus // max(threads, 1))
-        self.gpus = gpus
+        res = ray.cluster_resources()
+        cpus, n_gpus = int(res.get("CPU", 1)), float(res.get("GPU", 0))
+        # Without --gpus-per-run: one GPU per run on a cluster that has GPUs (a task given no
+        # GPU sees none: its run would fall back to the CPU), none elsewhere.
+        self.gpus = gpus if gpus is not None else (1.0 if n_gpus > 0 else 0.0)
+        slots = cpus // max(threads, 1)
+        if self.gpus > 0:
+            slots = min(slots, int(n_gpus / self.gpus))
+        self.slots = jobs or max(1, slots)
         self.task = ray.remote(max_retries=0)(execute_logged)
 
     def start(self, run: Run, attempt: int):
