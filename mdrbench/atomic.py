@@ -66,11 +66,12 @@ class Lock:
 
     The kernel drops it when the process dies, so a killed run never leaves a lock that
     blocks (its file is reused). `what` names the work in the error another process gets
-    while it is held. Re-entrant within one process."""
+    while it is held; with `wait`, the caller blocks until the holder releases it instead.
+    Re-entrant within one process (hence it serialises processes, not threads)."""
 
     _held: dict[str, int] = {}  # lock files this process holds -> fd
 
-    def __init__(self, path: Path, what: str):
+    def __init__(self, path: Path, what: str, wait: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.key = str(self.path.resolve())
@@ -78,7 +79,7 @@ class Lock:
         if self.key in Lock._held:  # this process holds it already (an outer call)
             return
         for _ in range(10):
-            fd = self._try(what)
+            fd = self._try(what, wait)
             try:  # the holder may have released (and unlinked) it in between: retry
                 same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
@@ -93,12 +94,12 @@ class Lock:
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         Lock._held[self.key] = fd
 
-    def _try(self, what: str) -> int:
+    def _try(self, what: str, wait: bool = False) -> int:
         import fcntl
 
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as exc:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
             os.close(fd)

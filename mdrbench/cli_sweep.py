@@ -62,7 +62,8 @@ def read_grid(path: Path) -> dict[str, Any]:
     "--dataset",
     "datasets",
     multiple=True,
-    help="A built dataset's folder or name (repeatable, or comma-separated).",
+    help="A built dataset's folder or name (repeatable, or comma-separated). With --backend "
+    "ray, a benchmark name not built here is fetched by each node from its pinned Hub home.",
 )
 @click.option("--model", "models", multiple=True, help="Models: mlp,mmoe (or all).")
 @click.option(
@@ -189,7 +190,8 @@ def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, profile, sets, grid
     if not datasets:
         raise UserError("no dataset: give --dataset NAME_OR_PATH (or dataset = [...] in --grid)")
 
-    runs = sw.expand(datasets, models, methods, seeds_list, set_values, out, profile)
+    runs = sw.expand(datasets, models, methods, seeds_list, set_values, out, profile,
+                     hub=backend == "ray")  # fmt: skip
     cores = sw.usable_cores()
     # One torch thread per run, and as many runs as cores: on a busy machine two threads
     # made an 8-run sweep 6x slower than one (docs/sweep.md, "Measured").
@@ -266,6 +268,6 @@ def _report(summary, runs, out: Path, datasets) -> None:
     click.echo("Next:")
     for f in folders:
         click.echo(f"  mdrbench table {f}")
-    ds = " ".join(f"--dataset {d}" for d in dict.fromkeys(r.dataset for r in runs))
+    ds = " ".join(f"--dataset {d}" for d in dict.fromkeys(r.dataset or r.hub for r in runs))
     click.echo(f"  mdrbench validate {out} {ds} --require-predictions")
     click.echo(f"  mdrbench leaderboard build {folders[0]} --out site")

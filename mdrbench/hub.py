@@ -402,6 +402,85 @@ def fetch_dataset(name: str, data_dir: os.PathLike | str) -> Path:
     return download(spec.hub_repo, data_dir, revision=spec.hub_revision, names=[name])[0]
 
 
+def pinned_manifest(name: str) -> bytes:
+    """The `manifest.json` of benchmark `name` at its pinned Hub home (the spec's `hub_repo`
+    at `hub_revision`): one small file, which names the build (its sha256) that
+    `fetch_dataset` would place, without downloading the data. A sweep's driver reads it
+    when it has no copy of the dataset (docs/sweep.md)."""
+    from huggingface_hub import hf_hub_download
+
+    from mdrbench.builders.specs import DATASETS
+
+    spec = DATASETS.get(name)
+    at = f"{spec.hub_repo} at revision {spec.hub_revision}"
+    try:
+        f = hf_hub_download(spec.hub_repo, f"data/{name}/{MANIFEST}", repo_type="dataset",
+                            revision=spec.hub_revision)  # fmt: skip
+    except _network_errors() as exc:
+        raise _hub_error(exc, f"reading the manifest of {name} from {at}", spec.hub_repo) from None
+    return Path(f).read_bytes()
+
+
+def ensure_dataset(
+    name: str, expected_sha256: str | None = None, data_dir: os.PathLike | str | None = None
+) -> Path:
+    """The verified build of benchmark `name` in `data_dir` (default: this machine's data
+    directory, `mdrbench.paths.default_data_dir`), fetched from its pinned Hub home
+    (`fetch_dataset`) when it is not there: what a sweep's Ray task does on a node with no
+    copy. Processes that call it at once on one machine share one download: each takes the
+    lock `data_dir/.<name>.lock` (waiting for it), and whoever gets it second finds the
+    first one's copy. A download that fails its checksums keeps nothing (`download`).
+
+    `expected_sha256`: the manifest sha256 of the build wanted (results name their build by
+    it). A copy in `data_dir` that is another build, or whose files do not match its
+    manifest, is never replaced (it may be the user's): a UserError says what to do; so does
+    a Hub build that is not the expected one."""
+    from mdrbench.atomic import Lock, recover_swap
+    from mdrbench.builders.manifest import verify
+    from mdrbench.paths import default_data_dir
+
+    data_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    target = data_dir / name
+
+    def ready() -> bool:
+        recover_swap(target)
+        if not target.exists():
+            return False
+        sha = file_sha256(target / MANIFEST) if (target / MANIFEST).is_file() else None
+        if expected_sha256 is not None and sha != expected_sha256:
+            what = f"build {sha[:12]}..." if sha else f"no {MANIFEST}"
+            raise UserError(
+                f"{target} holds another copy of {name} ({what}), not the build "
+                f"{expected_sha256[:12]}... wanted: move it away (then it is downloaded "
+                "from the Hub), or pass the wanted build's folder."
+            )
+        problems = verify(target, cached=True)
+        if problems:
+            raise UserError(
+                f"{target} does not match its manifest ({problems[0]}): move it away (then "
+                f"it is downloaded again) or rebuild it (mdrbench build {name} --force)."
+            )
+        return True
+
+    if ready():
+        return target
+    writable_dir(data_dir, "the data directory")
+    with Lock(data_dir / f".{name}.lock", f"downloading {name}", wait=True):
+        if not ready():  # nobody fetched it while this process waited for the lock
+            fetch_dataset(name, data_dir)
+    sha = file_sha256(target / MANIFEST)
+    if expected_sha256 is not None and sha != expected_sha256:
+        from mdrbench.builders.specs import DATASETS
+
+        spec = DATASETS.get(name)
+        raise UserError(
+            f"the Hub's {name} ({spec.hub_repo} at revision {spec.hub_revision}, now in "
+            f"{target}) is build {sha[:12]}..., not the build {expected_sha256[:12]}... "
+            "wanted: give every node that build's folder instead."
+        )
+    return target
+
+
 def _hub_error(exc: Exception, what: str, repo_id: str) -> UserError:
     """A Hub failure as one clear message (huggingface_hub's messages never hold the token)."""
     from huggingface_hub import constants

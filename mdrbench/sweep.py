@@ -105,7 +105,7 @@ def _label_value(v: Any) -> str:
 class Run:
     """One `mdrbench eval` run: dataset x model x method x config x seed."""
 
-    dataset: str  # the built dataset's folder
+    dataset: str  # the built dataset's folder ("" when this machine has no copy: see `hub`)
     dataset_name: str  # from its manifest
     manifest_sha256: str
     model: str
@@ -118,12 +118,21 @@ class Run:
     threads: int = 1
     redo: bool = False  # replace the files there (a result of this run that does not count)
     profile: str = "paper"  # eval's --profile: the authors' configuration, or "none"
+    # A benchmark given by NAME to a Ray sweep: a task whose node has no copy of the build
+    # (at `dataset`, or in its data directory) fetches it from the pinned Hub home.
+    hub: str = ""
+    manifest_bytes: bytes = field(default=b"", repr=False)  # the build's manifest.json
 
     @property
     def predictions(self) -> Path:
         from mdrbench.validate import predictions_path
 
         return predictions_path(self.path)
+
+    @property
+    def source(self) -> str:
+        """Where the dataset comes from, for messages."""
+        return self.dataset or f"{self.hub} (from the Hub)"
 
     @property
     def log(self) -> Path:
@@ -145,22 +154,42 @@ class Run:
             "log": str(self.log),
             "force": self.redo,
             "profile": self.profile,
+            "hub": self.hub,
+            "manifest_sha256": self.manifest_sha256,
         }
 
 
-def _manifest(dataset: str) -> tuple[Path, dict, str]:
+def _manifest(dataset: str, hub: bool = False) -> tuple[str, dict, str, bytes, str]:
+    """(folder or "", manifest, its sha256, its bytes, the benchmark name a task may fetch
+    or ""). With `hub` (the Ray backend), a benchmark NAME with no copy here is read from
+    its pinned Hub home's manifest (`hub.pinned_manifest`): that build is the one expected."""
     import hashlib
 
+    from mdrbench.builders.specs import DATASETS
     from mdrbench.paths import resolve_dataset
 
-    folder = resolve_dataset(dataset).resolve()
-    data = (folder / "manifest.json").read_bytes()
+    name = str(dataset)
+    benchmark = hub and not Path(name).expanduser().exists() and name in DATASETS
+    try:
+        folder = str(resolve_dataset(dataset).resolve())
+        source = Path(folder) / "manifest.json"
+        data = source.read_bytes()
+    except UserError:
+        if not benchmark:
+            raise
+        from mdrbench.hub import pinned_manifest
+
+        folder, source = "", f"the Hub's manifest of {name}"
+        data = pinned_manifest(name)
     try:
         manifest = json.loads(data)
         manifest["name"]
     except (ValueError, KeyError, TypeError):
-        raise UserError(f"{folder / 'manifest.json'} is not a readable manifest") from None
-    return folder, manifest, hashlib.sha256(data).hexdigest()
+        raise UserError(f"{source} is not a readable manifest") from None
+    if benchmark and manifest["name"] != name:
+        raise UserError(f"{source} names dataset '{manifest['name']}', not '{name}'")
+    sha = hashlib.sha256(data).hexdigest()
+    return folder, manifest, sha, data, name if benchmark else ""
 
 
 def names_or_all(values: Sequence[str], registry, kind: str) -> list[str]:
@@ -182,9 +211,11 @@ def expand(
     sets: Mapping[str, Sequence[Any]],
     out: Path,
     profile: str = "paper",
+    hub: bool = False,
 ) -> list[Run]:
     """Every run of the grid, in order dataset, model, method, point, seed (the seeds of an
-    entry run one after the other, so entries complete early)."""
+    entry run one after the other, so entries complete early). `hub`: a benchmark NAME may
+    be fetched from its pinned Hub home by the tasks (the Ray backend; `_manifest`)."""
     from mdrbench.frameworks import FRAMEWORKS
     from mdrbench.models import MODELS
     from mdrbench.results import result_path
@@ -193,15 +224,15 @@ def expand(
     models = names_or_all(models, MODELS, "model")
     methods = names_or_all(methods, FRAMEWORKS, "method")
     points = grid_points(sets)
-    folders: dict[str, tuple[Path, dict, str]] = {}
+    folders: dict[str, tuple[str, dict, str, bytes, str]] = {}
     for d in datasets:
         for name in split_values(d):
-            folders.setdefault(str(name), _manifest(name))
+            folders.setdefault(str(name), _manifest(name, hub))
     if not folders:
         raise UserError("no dataset given (--dataset NAME_OR_PATH)")
     runs: list[Run] = []
     seen: dict[Path, Run] = {}
-    for folder, manifest, sha in folders.values():
+    for folder, manifest, sha, data, fetch in folders.values():
         for model, method in itertools.product(models, methods):
             for overrides, label in points:
                 cfg = resolve_config(
@@ -211,12 +242,16 @@ def expand(
                     cfg.train.seed = seed
                     name = manifest["name"]
                     path = result_path(out / label if label else out, name, model, method, seed)
-                    run = Run(str(folder), name, sha, model, method, seed, dict(overrides),
-                              label, path, cfg.to_dict(), profile=profile)  # fmt: skip
+                    run = Run(folder, name, sha, model, method, seed, dict(overrides), label,
+                              path, cfg.to_dict(), profile=profile, hub=fetch,
+                              manifest_bytes=data)  # fmt: skip
                     if path in seen:
-                        if seen[path].dataset != run.dataset:
+                        if seen[path].manifest_sha256 != run.manifest_sha256 or (
+                            seen[path].dataset != run.dataset
+                        ):
+                            a, b = seen[path].source, run.source
                             raise UserError(
-                                f"datasets {seen[path].dataset} and {run.dataset} are both "
+                                f"datasets {a} and {b} are both "
                                 f"named '{run.dataset_name}': their results would share "
                                 f"{path}. Sweep them into different --out folders."
                             )
@@ -260,7 +295,9 @@ def run_status(run: Run, recompute: bool = False) -> Status:
     if diff:
         return Status("conflict", f"a result of another config ({'; '.join(diff[:3])})")
     build = Build.from_manifest_bytes(
-        (Path(run.dataset) / "manifest.json").read_bytes(), Path(run.dataset), run.dataset
+        run.manifest_bytes or (Path(run.dataset) / "manifest.json").read_bytes(),
+        Path(run.dataset) if run.dataset else None,  # None: no test split here to read
+        run.source,
     )
     errs = check_metrics(d, build)
     if errs:
@@ -286,11 +323,30 @@ def run_status(run: Run, recompute: bool = False) -> Status:
 # ----------------------------------------------------------------------------- one run
 
 
+def task_dataset(task: Mapping[str, Any]) -> str:
+    """The dataset folder a task runs on: the driver's folder; for a benchmark given by
+    NAME to a Ray sweep (`task["hub"]`), that folder when this node sees it holding the
+    expected build, else the build in this node's data directory, fetched from the pinned
+    Hub home when it is not there (`hub.ensure_dataset`: one download per node, verified)."""
+    folder, name = task["dataset"], task.get("hub")
+    if not name:
+        return folder
+    from mdrbench.builders.manifest import file_sha256
+
+    if folder and (Path(folder) / "manifest.json").is_file():
+        if file_sha256(Path(folder) / "manifest.json") == task["manifest_sha256"]:
+            return folder
+    from mdrbench.hub import ensure_dataset
+
+    return str(ensure_dataset(name, task["manifest_sha256"]))
+
+
 def execute(task: Mapping[str, Any]) -> None:
-    """One run, exactly as `mdrbench eval` does it (`cli_train.run_seeds`)."""
+    """One run, exactly as `mdrbench eval` does it (`cli_train.run_seeds`), on the dataset
+    `task_dataset` gives."""
     from mdrbench.cli_train import run_seeds
 
-    run_seeds(task["dataset"], task["model"], task["method"], [task["seed"]],
+    run_seeds(task_dataset(task), task["model"], task["method"], [task["seed"]],
               dict(task["overrides"]), Path(task["out"]), force=task["force"],
               profile=task["profile"])  # fmt: skip
 
@@ -417,8 +473,9 @@ class LocalBackend:
 
 
 class RayBackend:
-    """One Ray task per run, asking for the run's threads as CPUs (and `gpus` GPUs). The
-    dataset folders and `--out` must be paths every node sees. `mdrbench[ray]` only."""
+    """One Ray task per run, asking for the run's threads as CPUs (and `gpus` GPUs). `--out`
+    must be a path every node sees; so must a dataset given as a folder, while a benchmark
+    given by NAME is fetched by a node without it (`task_dataset`). `mdrbench[ray]` only."""
 
     name = "ray"
 

@@ -263,3 +263,125 @@ def test_ray_backend_equals_local(dataset, fresh, tmp_path):
     assert "8 done now, 0 failed" in res.output
     assert_same_results(tmp_path, fresh)
     assert "epoch   1 [" in (tmp_path / "tiny-taobao-3__mlp__joint__seed0.log").read_text()
+
+
+# ----------------------------------------------------------------------------- from the Hub
+# A benchmark given by NAME to a Ray sweep, with no copy here: the driver reads the build's
+# manifest at the pinned Hub revision, and each node fetches the data (tests/test_hub.py's
+# fake Hub on 127.0.0.1; HF_ENDPOINT is read at import, hence subprocesses).
+HUB_GRID = ["--model", "mlp", "--method", "alternate", "--seeds", "0,1", "--epochs", "1",
+            "--profile", "none", *TINY]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def hub_build(tmp_path_factory):
+    """A tiny trainable build named taobao-10 (a benchmark name, so it has a pinned Hub home)."""
+    from publish_fixtures import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("hubdata"), "taobao-10", n_domains=2,
+                        rows_per_domain=60)  # fmt: skip
+
+
+def _hub_env(tmp: Path, hub) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "RAY_"))}
+    env.update(HF_HOME=str(tmp / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1",
+               HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_PROGRESS_BARS="1", HF_ENDPOINT=hub.url,
+               HF_TOKEN=hub.token, MDRBENCH_DATA=str(tmp / "node-data"))  # fmt: skip
+    return env
+
+
+def _publish_pinned(env: dict, build: Path) -> str:
+    """Publish `build` to its spec's Hub repo, tagged with the pinned revision."""
+    from mdrbench.builders.specs import DATASETS
+
+    spec = DATASETS.get(build.name)
+    r = subprocess.run([sys.executable, "-m", "mdrbench", "publish", str(build), "--repo-id",
+                        spec.hub_repo, "--tag", spec.hub_revision],
+                       capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return spec.hub_repo
+
+
+def _downloads(hub, before: int, file: str) -> int:
+    return sum(1 for m, p, _ in hub.requests[before:] if m == "GET" and p.endswith(f"/{file}"))
+
+
+ENSURE = ("import sys; from mdrbench.hub import ensure_dataset\n"
+          "try:\n    print(ensure_dataset('taobao-10', sys.argv[1]))\n"
+          "except Exception as e:\n    print('ERR', e); sys.exit(2)\n")  # fmt: skip
+
+
+def test_ensure_dataset_two_processes_one_download_and_corrupt_kept_nowhere(hub_build, tmp_path):
+    from publish_fixtures import FakeHub
+
+    from mdrbench.builders.manifest import file_sha256
+
+    sha = file_sha256(hub_build / "manifest.json")
+    with FakeHub() as hub:
+        env = _hub_env(tmp_path, hub)
+        repo = _publish_pinned(env, hub_build)
+        before = len(hub.requests)
+        data_dir = tmp_path / "node-data"
+        procs = [subprocess.Popen([sys.executable, "-c", ENSURE, sha], env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for _ in range(2)]  # fmt: skip
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        assert [o.strip() for o, _ in outs] == [str(data_dir / "taobao-10")] * 2
+        assert _downloads(hub, before, "test.parquet") == 1  # one download, two users
+        assert [p.name for p in data_dir.iterdir()] == ["taobao-10"]  # no lock, no temp left
+        assert file_sha256(data_dir / "taobao-10" / "manifest.json") == sha
+
+        # A copy of another build in the data directory is never replaced.
+        r = subprocess.run([sys.executable, "-c", ENSURE, "0" * 64], env=env, text=True,
+                           capture_output=True, timeout=120)  # fmt: skip
+        assert r.returncode == 2 and "holds another copy of taobao-10" in r.stdout, r.stdout
+
+        # A download that fails its checksums keeps nothing, and says so.
+        files = hub.files(repo)
+        f = "data/taobao-10/val.parquet"
+        files[f] = files[f][:-1] + bytes([files[f][-1] ^ 1])
+        empty = tmp_path / "empty-node"
+        r = subprocess.run([sys.executable, "-c", ENSURE, sha], text=True, capture_output=True,
+                           env=dict(env, MDRBENCH_DATA=str(empty)), timeout=120)  # fmt: skip
+        assert r.returncode == 2, r.stdout
+        assert "sha256 differs from the manifest" in r.stdout and "nothing was kept" in r.stdout
+        assert list(empty.iterdir()) == []
+
+
+def test_ray_sweep_of_a_name_fetches_from_the_hub_and_equals_a_local_path_sweep(
+    hub_build, tmp_path
+):
+    """Must show (issue 13): `--backend ray --dataset NAME` with no build here: each task
+    gets the build from the pinned Hub home (one download for the node), and the results
+    equal those of a local sweep of the same build's folder."""
+    pytest.importorskip("ray")
+    from publish_fixtures import FakeHub
+
+    local = tmp_path / "local"
+    res = CliRunner().invoke(cli, ["sweep", "--dataset", str(hub_build), *HUB_GRID, "--jobs",
+                                   "2", "--out", str(local)], catch_exceptions=False)  # fmt: skip
+    assert res.exit_code == 0 and "2 done now" in res.output, res.output
+    with FakeHub() as hub:
+        env = _hub_env(tmp_path, hub)
+        _publish_pinned(env, hub_build)
+        before = len(hub.requests)
+        out = tmp_path / "ray"
+        cmd = [sys.executable, "-m", "mdrbench", "sweep", "--dataset", "taobao-10", *HUB_GRID,
+               "--backend", "ray", "--jobs", "2", "--out", str(out)]  # ray.init(num_cpus=2)
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "2 done now, 0 failed" in r.stdout
+        assert "--dataset taobao-10 " in r.stdout  # the next commands name it
+        assert _downloads(hub, before, "test.parquet") == 1
+        assert (tmp_path / "node-data" / "taobao-10" / "manifest.json").is_file()
+        # Rerun: everything is skipped, nothing is downloaded again but the manifest.
+        before = len(hub.requests)
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0 and "2 already done (skipped)" in r.stdout, r.stdout + r.stderr
+        assert _downloads(hub, before, "test.parquet") == 0
+    ra, rb = _results(out), _results(local)
+    assert sorted(ra) == sorted(rb) and len(ra) == 2
+    for name in ra:
+        assert ra[name]["record"] == rb[name]["record"], name
+        assert ra[name]["predictions"].equals(rb[name]["predictions"]), name
