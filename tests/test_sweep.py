@@ -314,6 +314,7 @@ ENSURE = ("import sys; from mdrbench.hub import ensure_dataset\n"
 def test_ensure_dataset_two_processes_one_download_and_corrupt_kept_nowhere(hub_build, tmp_path):
     from publish_fixtures import FakeHub
 
+    from mdrbench.atomic import Lock
     from mdrbench.builders.manifest import file_sha256
 
     sha = file_sha256(hub_build / "manifest.json")
@@ -322,9 +323,21 @@ def test_ensure_dataset_two_processes_one_download_and_corrupt_kept_nowhere(hub_
         repo = _publish_pinned(env, hub_build)
         before = len(hub.requests)
         data_dir = tmp_path / "node-data"
+        # --dry-run with no copy here: the runs from the Hub manifest, no data downloaded.
+        r = subprocess.run([sys.executable, "-m", "mdrbench", "sweep", "--dataset", "taobao-10",
+                            *HUB_GRID, "--backend", "ray", "--out", str(tmp_path / "o"),
+                            "--dry-run"], capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+        assert r.returncode == 0 and "2 runs: 2 todo" in r.stdout, r.stdout + r.stderr
+        assert _downloads(hub, before, "manifest.json") == 1
+        assert _downloads(hub, before, "test.parquet") == 0 and not data_dir.exists()
+        # Two processes at once, both held at the lock until both are waiting on it.
+        lock = Lock(data_dir / ".taobao-10.lock", "testing")
         procs = [subprocess.Popen([sys.executable, "-c", ENSURE, sha], env=env, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                  for _ in range(2)]  # fmt: skip
+        time.sleep(3)
+        assert [p.poll() for p in procs] == [None, None]  # waiting, not failing
+        lock.release()
         outs = [p.communicate(timeout=120) for p in procs]
         assert [p.returncode for p in procs] == [0, 0], outs
         assert [o.strip() for o, _ in outs] == [str(data_dir / "taobao-10")] * 2
