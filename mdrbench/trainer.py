@@ -100,14 +100,25 @@ def resolve_config(
             method if isinstance(method, str) else None,
         )
         apply_overrides(run, applied, elsewhere)
-    run.profile = {"name": profile, "dataset": dataset, "applied": applied}
+    in_force = {key: _setting(run, key) for key in applied}
     apply_overrides(run, overrides or {}, elsewhere)
+    # The record names what the profile set and is still in force; a value `overrides`
+    # replaced is listed apart, so neither the result nor the log claims a value not used.
+    replaced = sorted(key for key, value in in_force.items() if _setting(run, key) != value)
+    run.profile = {
+        "name": profile,
+        "dataset": dataset,
+        "applied": {k: v for k, v in applied.items() if k not in replaced},
+    }
+    if replaced:
+        run.profile["overridden"] = replaced
     t = run.train
     for name, value, low in (
         ("batch_size", t.batch_size, 1),
         ("eval_batch_size", t.eval_batch_size, 1),
         ("epochs", t.epochs, 0),
         ("patience", t.patience, 1),
+        ("threads", t.threads, 0),  # 0 = torch's default
     ):
         if value < low:
             raise UserError(f"{name} must be >= {low}, got {value}")
@@ -115,6 +126,12 @@ def resolve_config(
         raise UserError(f"lr must be > 0, got {t.lr}")
     check_values(run)
     return run
+
+
+def _setting(run: RunConfig, key: str) -> Any:
+    """The value of a "section.name" setting of `run`."""
+    section, _, name = key.partition(".")
+    return getattr(run.sections()[section], name)
 
 
 def config_from_record(

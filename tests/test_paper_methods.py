@@ -100,6 +100,20 @@ def test_profile_none_and_set_and_other_datasets():
         resolve_config("mlp", "alternate", profile="authors")
 
 
+def test_profile_record_lists_what_set_replaced_not_a_value_out_of_force():
+    """--set over a profile value: the record's `applied` no longer claims the profile's value
+    (the run uses the --set one); the key is listed under `overridden`. threads < 0 refused."""
+    run = resolve_config("mlp", "alternate", {"batch_size": "64"}, dataset="taobao-10")
+    assert run.train.batch_size == 64
+    assert "train.batch_size" not in run.profile["applied"]
+    assert run.profile["overridden"] == ["train.batch_size"]
+    plain = resolve_config("mlp", "alternate", dataset="taobao-10")
+    assert plain.profile["applied"]["train.batch_size"] == 1024
+    assert "overridden" not in plain.profile
+    with pytest.raises(UserError, match="threads must be >= 0"):
+        resolve_config("mlp", "alternate", {"threads": "-1"})
+
+
 def test_every_profile_value_is_a_field_of_its_run():
     """Each entry's names exist for its model/method (resolve_config raises otherwise)."""
     from mdrbench.baselines.paper import load_configs
