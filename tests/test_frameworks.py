@@ -22,7 +22,7 @@ from mdrbench.data import DatasetInfo, MDRData, Split
 from mdrbench.errors import UserError
 from mdrbench.frameworks import FRAMEWORKS, Context, LossMeter, Stage, sparse_param_names
 from mdrbench.frameworks.meta import GradSum, Snapshot
-from mdrbench.frameworks.mtl import pcgrad, surgery
+from mdrbench.frameworks.mtl import authors_project, pcgrad, surgery
 from mdrbench.models import MODELS
 from mdrbench.trainer import resolve_config, train
 
@@ -488,12 +488,59 @@ def test_reptile_by_hand():
 def test_mldg_step_by_hand():
     """theta <- theta - lr (grad F(theta) + w grad G(theta - alpha grad F(theta)))."""
     data = hand_data()
-    fw = make("mldg", data, alpha=0.5, beta=0.1, outer_optimizer="sgd", meta_weight=2.0)
+    fw = make(
+        "mldg", data, variant="li", alpha=0.5, beta=0.1, outer_optimizer="sgd", meta_weight=2.0
+    )
     th = theta(fw.model)
     tr, te = data.train.take(slice(0, 4)), data.train.take(slice(4, 7))
     fw.mldg_step(tr, te, LossMeter(), 0, 1)
     prime = th - 0.5 * grad(th, DOMAINS[0])
     close(theta(fw.model), th - 0.1 * (grad(th, DOMAINS[0]) + 2.0 * grad(prime, DOMAINS[1])))
+
+
+def test_mldg_authors_step_by_hand():
+    """The authors' MLDG (model_zoo/mldg.py): per domain, theta' = theta - beta G_tr(theta);
+    theta <- theta - beta (G_tr(theta) + G_val(theta')) (SGD outside)."""
+    data = hand_data()
+    fw = make("mldg", data, variant="authors", beta=0.1, outer_optimizer="sgd")
+    th = theta(fw.model)
+    for d in range(4):  # a known split: meta-train = the first row, meta-val = the rest
+        start = data.train.offsets[d]
+        fw.meta_train[d] = torch.tensor([start])
+        fw.meta_val[d] = torch.arange(start + 1, data.train.offsets[d + 1])
+    fw.train_epoch(1, range(4))
+    for d in fw.order:
+        tr, va = DOMAINS[d][:1], DOMAINS[d][1:]
+        prime = th - 0.1 * grad(th, tr)
+        th = th - 0.1 * (grad(th, tr) + grad(prime, va))
+    close(theta(fw.model), th)
+
+
+def test_mldg_authors_splits_each_domain_80_20(amazon):
+    res = train(amazon, "mlp", "mldg", overrides=tiny_overrides("mlp", epochs=1))
+    fw = res.framework
+    assert fw.cfg.variant == "authors"
+    for d in range(amazon.info.n_domains):
+        tr, va = set(fw.meta_train[d].tolist()), set(fw.meta_val[d].tolist())
+        rows = set(range(amazon.train.offsets[d], amazon.train.offsets[d + 1]))
+        assert tr and va and not tr & va and tr | va == rows
+        assert len(tr) == int(len(rows) * 0.8)
+
+
+@pytest.mark.parametrize(
+    "method,variant", [("mldg", "li"), ("mldg", "authors"), ("pcgrad", "yu"), ("pcgrad", "authors")]
+)
+def test_both_variants_train_end_to_end(amazon, method, variant):
+    res = train(amazon, "mlp", method, overrides=tiny_overrides("mlp", epochs=2, variant=variant))
+    assert res.framework.cfg.variant == variant
+    m = res.record["metrics"]["test"]
+    assert m["auc_mean"] is not None and math.isfinite(m["logloss"])
+
+
+@pytest.mark.parametrize("method", ["mldg", "pcgrad"])
+def test_unknown_variant_is_a_user_error(method):
+    with pytest.raises(UserError, match="variant"):
+        make(method, hand_data(), variant="textbook")
 
 
 # ----------------------------------------------------------------------------- PCGrad
@@ -552,7 +599,7 @@ def test_surgery_acts_on_shared_entries_only():
 
 def test_pcgrad_step_equals_surgery_of_per_domain_gradients():
     data = hand_data()
-    fw = make("pcgrad", data, lr=0.1)
+    fw = make("pcgrad", data, variant="yu", lr=0.1)
     th = theta(fw.model)
     g = torch.tensor(np.stack([grad(th, DOMAINS[d]) for d in range(4)]), dtype=torch.float32)
     fw.ctx.generator.manual_seed(5)
@@ -569,6 +616,93 @@ def test_pcgrad_step_equals_surgery_of_per_domain_gradients():
     fw.pcgrad_step(batches, LossMeter())
     # Adam's first step: lr * sign(grad)
     close(theta(fw.model), th - 0.1 * np.sign(want), tol=1e-5)
+
+
+def test_pcgrad_authors_projection_row_by_row():
+    """model_zoo/pcgrad.py PCGrad.PCGrad: per row of the last axis, where g_r . a_r > 0,
+    a_r -= (g_r . a_r) / |g_r| g_r; the result is g + a'."""
+    g = torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 0.0]])
+    a = torch.tensor([[1.0, 2.0], [-1.0, 5.0], [2.0, 2.0]])
+    want = g + torch.tensor([[1.0 - 11 / 5 * 3, 2.0 - 11 / 5 * 4], [-1.0, 5.0], [2.0, 2.0]])
+    torch.testing.assert_close(authors_project(g, a), want)
+    # transposed (an nn.Linear weight): rows are the columns
+    torch.testing.assert_close(authors_project(g.t(), a.t(), transpose=True), want.t())
+    # 1-D: one row
+    v, w = torch.tensor([1.0, 1.0]), torch.tensor([2.0, 0.0])
+    torch.testing.assert_close(authors_project(v, w), v + w - 2 / 2**0.5 * v)
+    assert authors_project(None, w) is w and authors_project(v, None) is v
+    # a table's sparse gradients: the same as the dense computation, and still sparse
+    gs = torch.sparse_coo_tensor(torch.tensor([[0, 1, 4]]), g, (6, 2), check_invariants=False)
+    ws = torch.sparse_coo_tensor(torch.tensor([[0, 1, 5]]), a, (6, 2), check_invariants=False)
+    out = authors_project(gs, ws)
+    assert out.is_sparse
+    torch.testing.assert_close(out.to_dense(), authors_project(gs.to_dense(), ws.to_dense()))
+
+
+def _authors_rule(g, a):
+    """The authors' rule on LinearCTR by hand: the weight [1, 2] is Keras's [2, 1] kernel
+    (one row per input, one number each), the bias one row of one number."""
+    a = a.copy()
+    for r in range(3):
+        if g[r] * a[r] > 0:
+            a[r] -= g[r] * a[r] / abs(g[r]) * g[r]
+    return g + a
+
+
+def test_pcgrad_authors_gradient_by_hand():
+    """One domain's full-pass gradient, each sampled domain's projected onto the running
+    sum (the authors' final_grads is current_grads) and added."""
+    data = hand_data()
+    fw = make("pcgrad", data, variant="authors", sample_num=3)
+    th = theta(fw.model)
+    got = fw.authors_grads(2, [0, 3, 1], LossMeter())
+    want = grad(th, DOMAINS[2])
+    for j in (0, 3, 1):
+        want = _authors_rule(want, grad(th, DOMAINS[j]))
+    close(
+        np.concatenate(
+            [got["lin.weight"].double().numpy().ravel(), got["lin.bias"].double().numpy()]
+        ),
+        want,
+    )
+
+
+def test_pcgrad_authors_epoch_one_step_per_domain():
+    """One optimizer step per domain (Adam's first: theta - lr sign(g)), sample_num others."""
+    data = hand_data()
+    fw = make("pcgrad", data, variant="authors", sample_num=2, lr=0.1)
+    th = theta(fw.model)
+    seen = []
+    real = fw.authors_grads
+
+    def spy(d, aux, meter):
+        seen.append((d, list(aux)))
+        return real(d, aux, meter)
+
+    fw.authors_grads = spy
+    first = {}
+    real_step = fw.opt.step
+
+    def step():
+        if not first:
+            first["theta"] = th - 0.1 * np.sign(
+                np.concatenate(
+                    [
+                        fw.model.lin.weight.grad.double().numpy().ravel(),
+                        fw.model.lin.bias.grad.double().numpy(),
+                    ]
+                )
+            )
+        real_step()
+        if "after" not in first:
+            first["after"] = theta(fw.model)
+
+    fw.opt.step = step
+    fw.train_epoch(1, range(4))
+    assert sorted(d for d, _ in seen) == [0, 1, 2, 3]
+    assert all(len(aux) == 2 and d not in aux and len(set(aux)) == 2 for d, aux in seen)
+    close(first["after"], first["theta"], tol=1e-6)
+    assert fw.opt.optimizers[0].state[fw.model.lin.bias]["step"] == 4
 
 
 # ----------------------------------------------------------------------------- weighted loss

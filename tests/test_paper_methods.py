@@ -89,6 +89,13 @@ def test_profile_methods_equal_the_authors_configs(dataset):
     mldg = resolve_config("mlp", "mldg", dataset=dataset)
     assert (mldg.train.lr, mldg.framework.alpha, mldg.framework.beta) == (1e-4, 1e-4, 1e-4)
     assert not hasattr(mldg.framework, "finetune")  # mlp_meta_mldg: no _finetune
+    assert (mldg.framework.variant, mldg.framework.meta_train_fraction) == ("authors", 0.8)
+    pcgrad = resolve_config("mlp", "pcgrad", dataset=dataset)  # deepctr_pcgrad_taobao_10.json
+    assert (pcgrad.train.lr, pcgrad.framework.variant, pcgrad.framework.sample_num) == (
+        1e-3,
+        "authors",
+        5,
+    )
 
 
 def test_profile_none_and_set_and_other_datasets():

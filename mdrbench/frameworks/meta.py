@@ -467,6 +467,56 @@ def row_batches(
         yield split.take(perm[i : i + batch_size])
 
 
+def split_domains(
+    split: Split, fraction: float, generator: torch.Generator
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Each domain's rows of `split` cut once, at random (seeded), into a first part
+    (`fraction` of them, at least one row) and the rest (at least one row); a domain of a
+    single row gives it to both. MAML's support/query, MLDG's meta-train/meta-val."""
+    first, rest = [], []
+    for d in range(len(split.offsets) - 1):
+        rows = torch.arange(split.offsets[d], split.offsets[d + 1])
+        rows = rows[torch.randperm(len(rows), generator=generator)]
+        n = len(rows)
+        s = min(max(int(n * fraction), 1), n - 1) if n > 1 else n
+        first.append(rows[:s])
+        rest.append(rows[s:] if n > 1 else rows)
+    return first, rest
+
+
+def pass_gradient(
+    fw: Framework,
+    d: int,
+    meter: LossMeter,
+    rows: Tensor | None = None,
+    mean: bool = False,
+) -> dict[str, Tensor | None]:
+    """The gradient of one pass over domain d's training rows (or the given `rows` of
+    them) at the current parameters, no step taken: the sum over the batches of each
+    batch's mean-loss gradient (`mean`: divided by the batches), one entry per parameter
+    (None: no gradient; tables' sparse gradients summed in rounds, `GradSum`). Leaves
+    `.grad` cleared."""
+    params = fw.named_params()
+    for p in params.values():
+        p.grad = None
+    if rows is None:
+        batches = fw.batches(d)
+    else:
+        batches = row_batches(fw.data.train, rows, fw.ctx.train.batch_size, fw.ctx.generator)
+    acc = GradSum(params, fw.sparse_names)
+    m = 0
+    for batch in batches:
+        loss = fw.loss(batch)
+        loss.backward()
+        acc.collect()
+        meter.add(loss.detach(), len(batch["label"]), d)
+        m += 1
+    grads = acc.mean(m if mean else 1)
+    for p in params.values():
+        p.grad = None
+    return grads
+
+
 def _check_positive(cfg, *names: str) -> None:
     for n in names:
         v = getattr(cfg, n)
@@ -873,33 +923,16 @@ class MAML(MetaFramework):
 
     def begin_stage(self, stage) -> None:
         super().begin_stage(stage)
-        split = self.data.train
-        self.support, self.query = [], []
-        for d in range(self.n_domains):
-            rows = torch.arange(split.offsets[d], split.offsets[d + 1])
-            rows = rows[torch.randperm(len(rows), generator=self.ctx.generator)]
-            n = len(rows)
-            s = min(max(int(n * self.cfg.support_fraction), 1), n - 1) if n > 1 else n
-            self.support.append(rows[:s])
-            self.query.append(rows[s:] if n > 1 else rows)
+        self.support, self.query = split_domains(
+            self.data.train, self.cfg.support_fraction, self.ctx.generator
+        )
 
     def meta_step(self, d: int, meter: LossMeter) -> None:
         params = self.named_params()
         snap = self.snapshot(params)
         self.train_pass(d, self.inner, meter, snap=snap, rows=self.support[d])  # theta'
         self.outer.zero_grad()
-        m = 0
-        batches = row_batches(
-            self.data.train, self.query[d], self.ctx.train.batch_size, self.ctx.generator
-        )
-        acc = GradSum(params, self.sparse_names)
-        for batch in batches:  # gradients at theta' (tables' summed in rounds, GradSum)
-            loss = self.loss(batch)
-            loss.backward()
-            acc.collect()
-            meter.add(loss.detach(), len(batch["label"]), d)
-            m += 1
-        grads = acc.mean(m)
+        grads = pass_gradient(self, d, meter, self.query[d], mean=True)  # at theta'
         snap.restore()
         for n, p in params.items():
             p.grad = grads[n]
@@ -920,35 +953,93 @@ class MAML(MetaFramework):
 
 @FRAMEWORKS("mldg")
 class MLDG(MetaFramework):
-    """MLDG (Li et al. 2018), first-order, with domains as meta-train and meta-test: each
-    batch of a meta-train domain d (domains in a new random order each epoch, as alternate
-    training) is paired with the next batch of a meta-test domain j != d drawn at random.
-    F = loss on d's batch at theta; theta' = theta - alpha grad F (a virtual SGD step);
-    G = loss on j's batch at theta'; the outer optimizer steps with
-    grad F(theta) + meta_weight * grad G(theta') (the first-order form of
-    grad [F(theta) + meta_weight G(theta - alpha grad F(theta))]). No sample split: the
-    training rows are all used (the paper's note on MLDG). Two forward/backward passes
-    per batch."""
+    """MLDG (Li et al. 2018), first-order, in one of two variants (`variant`).
 
-    summary = "first-order MLDG: meta-train batch, virtual step, meta-test batch of another domain"
+    `authors` (default; the authors' `model_zoo/mldg.py: MLDG.train`, which produced the
+    paper's MLDG numbers, with the split of its `build_meta_data_split`, `meta_split`
+    "meta-train/val"): each domain's training rows are split once into meta-train
+    (`meta_train_fraction`, 0.8) and meta-val (the rest), at random and seeded as MAML's
+    support/query (the authors take the first 80% of the file's rows). Each epoch, for
+    each domain d in a new random order: G_tr = the gradient of one pass over d's
+    meta-train rows at theta (the sum of the batches' gradients, no step between them:
+    `average_meta_grad` "none"); the outer optimizer steps with G_tr to theta'; G_val =
+    the gradient of one pass over d's meta-val rows at theta'; theta is restored and the
+    outer optimizer steps with G_tr + G_val. One optimizer (learning rate `beta`, the
+    authors' `meta_learning_rate`) takes both steps, so its Adam moments see both; `alpha`
+    is not used. The authors' meta-val is the same domain's held-out rows, not another
+    domain.
+
+    `li`: domains, not samples, are meta-train and meta-test. Each batch of a meta-train
+    domain d (domains in a new random order each epoch) is paired with the next batch of
+    a meta-test domain j != d drawn at random. F = loss on d's batch at theta;
+    theta' = theta - alpha grad F (a virtual SGD step); G = loss on j's batch at theta';
+    the outer optimizer steps with grad F(theta) + meta_weight * grad G(theta') (the
+    first-order form of grad [F(theta) + meta_weight G(theta - alpha grad F(theta))]).
+    No sample split: the training rows are all used (the paper's note on MLDG). Two
+    forward/backward passes per batch."""
+
+    summary = "first-order MLDG: meta-train step, meta-val gradient (authors) or another domain"
     priority = 5
+    VARIANTS = ("authors", "li")
 
     @dataclass
     class Config(FrameworkConfig):
-        alpha: float = 1e-3  # the virtual SGD step on F
-        beta: float = 1e-3  # outer learning rate
+        variant: str = "authors"  # authors (model_zoo/mldg.py) | li (Li et al., domains)
+        alpha: float = 1e-3  # li: the virtual SGD step on F
+        beta: float = 1e-3  # outer learning rate (authors: both steps)
         outer_optimizer: str = "adam"
-        meta_weight: float = 1.0  # MLDG's beta: weight of the meta-test loss G
+        meta_weight: float = 1.0  # li: MLDG's beta, weight of the meta-test loss G
+        meta_train_fraction: float = 0.8  # authors: share of a domain's rows in meta-train
 
     def __init__(self, model, ctx, cfg=None):
         super().__init__(model, ctx, cfg)
+        if self.cfg.variant not in self.VARIANTS:
+            raise UserError(
+                f"mldg: unknown variant {self.cfg.variant!r}; valid: {', '.join(self.VARIANTS)}"
+            )
         _check_positive(self.cfg, "alpha", "beta")
         _check_optimizer(self.cfg, "outer_optimizer")
         if not (self.cfg.meta_weight >= 0 and math.isfinite(self.cfg.meta_weight)):
             raise UserError(f"meta_weight must be >= 0, got {self.cfg.meta_weight}")
+        if not 0.0 < self.cfg.meta_train_fraction < 1.0:
+            raise UserError(
+                f"meta_train_fraction must be in (0, 1), got {self.cfg.meta_train_fraction}"
+            )
         self.outer = self.make_optimizer(
             self.named_params(), self.cfg.outer_optimizer, self.cfg.beta
         )
+        self.meta_train: list[Tensor] = []
+        self.meta_val: list[Tensor] = []
+
+    def begin_stage(self, stage) -> None:
+        super().begin_stage(stage)
+        if self.cfg.variant == "authors":
+            self.meta_train, self.meta_val = split_domains(
+                self.data.train, self.cfg.meta_train_fraction, self.ctx.generator
+            )
+
+    def _outer_step(self, grads: Mapping[str, Tensor | None], snap: Snapshot | None = None):
+        params = self.named_params()
+        self.outer.zero_grad()
+        for n, p in params.items():
+            p.grad = grads.get(n)
+        if snap is not None:
+            snap.record()
+        self.outer.step()
+        self.outer.zero_grad()
+
+    def authors_step(self, d: int, meter: LossMeter) -> None:
+        """The authors' update for domain d (see the class docstring)."""
+        snap = self.snapshot()
+        g_tr = pass_gradient(self, d, meter, self.meta_train[d])  # at theta
+        self._outer_step(g_tr, snap)  # theta'
+        g_val = pass_gradient(self, d, meter, self.meta_val[d])  # at theta'
+        snap.restore()
+        total = {}
+        for n, a in g_tr.items():
+            b = g_val[n]
+            total[n] = b if a is None else (a if b is None else a + b)
+        self._outer_step(total)
 
     def mldg_step(
         self, train_batch: dict, test_batch: dict | None, meter: LossMeter, d: int, j: int
@@ -996,6 +1087,12 @@ class MLDG(MetaFramework):
     def train_epoch(self, epoch: int, domains: Sequence[int]) -> EpochStats:
         meter = LossMeter()
         order = self.epoch_order(domains)
+        if self.cfg.variant == "authors":
+            for i, d in enumerate(order):
+                if self.data.train.n_rows(d):
+                    self.authors_step(d, meter)
+                self.progress(epoch, "domain", i, len(order), d)
+            return meter.stats()
         tests = [d for d in order if self.data.train.n_rows(d) > 0]
         iters: dict[int, Iterator[dict]] = {}
         for i, d in enumerate(order):

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from mdrbench.config import FrameworkConfig
+from mdrbench.errors import UserError
 from mdrbench.frameworks.base import (
     FRAMEWORKS,
     EpochStats,
@@ -24,6 +25,7 @@ from mdrbench.frameworks.base import (
     Optimizer,
     specific_param_names,
 )
+from mdrbench.frameworks.meta import pass_gradient
 
 # ----------------------------------------------------------------------------- weighted loss
 
@@ -208,29 +210,125 @@ def surgery(
     return out
 
 
+def authors_project(g: Tensor | None, a: Tensor | None, transpose: bool = False):
+    """g + a', the authors' combination of a domain's gradient g with an auxiliary
+    domain's gradient a for one parameter (`model_zoo/pcgrad.py: PCGrad.PCGrad`), row by
+    row along the last axis: a 1-D tensor is one row; an embedding table's rows are its
+    ids (sparse gradients stay sparse: only rows both touch can be projected);
+    `transpose` (nn.Linear weights, stored [out, in] where Keras stores [in, out]) takes
+    the authors' rows, one per input unit. For each row with dot = g_r . a_r > 0 (the
+    authors' test, though their comment says "if conflict"),
+    a_r <- a_r - dot / |g_r| g_r (divided by the norm, not its square). None: no
+    gradient."""
+    if a is None:
+        return g
+    if g is None:
+        return a
+    if g.is_sparse and a.is_sparse:
+        g, a = g.coalesce(), a.coalesce()
+        gi, ai = g.indices()[0], a.indices()[0]
+        gv, av = g.values(), a.values().clone()
+        if len(gi) and len(ai):
+            pos = torch.searchsorted(gi, ai).clamp(max=len(gi) - 1)
+            both = gi[pos] == ai
+            gr, ar = gv[pos[both]], av[both]
+            dims = tuple(range(1, ar.dim()))
+            dot = (gr * ar).sum(dims) if dims else gr * ar
+            norm = (gr * gr).sum(dims).sqrt() if dims else gr.abs()
+            coef = torch.where(dot > 0, dot / norm.clamp_min(torch.finfo(gv.dtype).tiny), 0)
+            av[both] = ar - coef.reshape(-1, *[1] * (ar.dim() - 1)) * gr
+        return (g + _sparse(ai, av, a.shape)).coalesce()
+    g = g.to_dense() if g.is_sparse else g
+    a = a.to_dense() if a.is_sparse else a
+    if transpose:
+        return authors_project(g.t(), a.t()).t()
+    if g.dim() == 0:
+        return authors_project(g.reshape(1), a.reshape(1)).reshape(())
+    rows_g, rows_a = g.reshape(-1, g.shape[-1]), a.reshape(-1, a.shape[-1])
+    dot = (rows_g * rows_a).sum(1, keepdim=True)
+    norm = rows_g.norm(dim=1, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny)
+    proj = torch.where(dot > 0, dot / norm, 0) * rows_g
+    return g + (rows_a - proj).reshape(a.shape)
+
+
 @FRAMEWORKS("pcgrad")
 class PCGrad(Framework):
-    """PCGrad (Yu et al. 2020), a domain as a task. Each step takes the next batch of every
-    domain that still has batches this epoch (domains in a new random order), computes each
-    domain's gradient separately, applies gradient surgery to the shared parameters (see
-    `surgery`) and takes one step of the run's optimizer with the summed result. An epoch
-    is one pass over every domain's rows (as many steps as the largest domain has
-    batches; the cost of a step grows with the square of the domains in it)."""
+    """PCGrad, a domain as a task, in one of two variants (`variant`).
 
-    summary = "PCGrad gradient surgery between domains (Yu et al. 2020)"
+    `authors` (default; the authors' `model_zoo/pcgrad.py: PCGrad.train`, which produced
+    the paper's PCGrad numbers): for each domain d in a new random order, g = the gradient
+    of one pass over d's training rows at theta (the sum of its batches' gradients, no step
+    between them); then for each of `sample_num` (5) other domains sampled at random, its
+    one-pass gradient a at the same theta is combined into g with `authors_project`
+    (projected row by row against the running g where their inner product is positive;
+    g <- g + a'); one step of the run's optimizer with g. An epoch costs 1 + sample_num
+    gradient passes per domain.
+
+    `yu` (Yu et al. 2020): each step takes the next batch of every domain that still has
+    batches this epoch (domains in a new random order), computes each domain's gradient
+    separately, applies gradient surgery to the shared parameters (see `surgery`) and
+    takes one step with the summed result. An epoch is one pass over every domain's rows
+    (as many steps as the largest domain has batches; the cost of a step grows with the
+    square of the domains in it).
+
+    Both apply surgery to the parameters `surgery_params` names only; the others'
+    gradients are summed."""
+
+    summary = "PCGrad gradient surgery between domains (authors' code or Yu et al. 2020)"
     priority = 5
+    VARIANTS = ("authors", "yu")
 
     @dataclass
     class Config(FrameworkConfig):
+        variant: str = "authors"  # authors (model_zoo/pcgrad.py) | yu (Yu et al. 2020)
         # Parameters whose gradients get surgery (same rule syntax as specific_params):
         # "all", "dense" (embedding tables just summed), "none" (plain summed gradients)
         # or "re:REGEX".
         surgery_params: str = "all"
+        sample_num: int = 5  # authors: other domains combined into each domain's step
 
     def __init__(self, model, ctx, cfg=None):
         super().__init__(model, ctx, cfg)
+        if self.cfg.variant not in self.VARIANTS:
+            raise UserError(
+                f"pcgrad: unknown variant {self.cfg.variant!r}; valid: {', '.join(self.VARIANTS)}"
+            )
+        if not (isinstance(self.cfg.sample_num, int) and self.cfg.sample_num >= 0):
+            raise UserError(f"sample_num must be an integer >= 0, got {self.cfg.sample_num!r}")
         self.opt = self.make_optimizer(self.named_params())
         self.surgery_names = set(specific_param_names(model, self.cfg.surgery_params))
+        self.transposed = {
+            f"{m}.weight" if m else "weight"
+            for m, mod in model.named_modules()
+            if isinstance(mod, nn.Linear)
+        }
+
+    def authors_grads(
+        self, d: int, aux: Sequence[int], meter: LossMeter
+    ) -> dict[str, Tensor | None]:
+        """Domain d's gradient combined with those of the domains `aux`, in that order."""
+        g = pass_gradient(self, d, meter)
+        for j in aux:
+            a = pass_gradient(self, j, meter)
+            for n in g:
+                if n in self.surgery_names:
+                    g[n] = authors_project(g[n], a[n], n in self.transposed)
+                elif a[n] is not None:
+                    g[n] = a[n] if g[n] is None else g[n] + a[n]
+        return g
+
+    def authors_epoch(self, epoch: int, order: Sequence[int], meter: LossMeter) -> None:
+        for t, d in enumerate(order):
+            others = [j for j in order if j != d]
+            k = min(self.cfg.sample_num, len(others))
+            pick = torch.randperm(len(others), generator=self.ctx.generator)[:k].tolist()
+            g = self.authors_grads(d, [others[p] for p in pick], meter)
+            self.opt.zero_grad()
+            for n, p in self.named_params().items():
+                p.grad = g.get(n)
+            self.opt.step()
+            self.opt.zero_grad()
+            self.ctx.progress(f"epoch {epoch} domain {t + 1}/{len(order)} done")
 
     def domain_grads(
         self, batches: Mapping[int, dict[str, Tensor]], meter: LossMeter
@@ -257,6 +355,10 @@ class PCGrad(Framework):
     def train_epoch(self, epoch: int, domains: Sequence[int]) -> EpochStats:
         meter = LossMeter()
         keep = set(domains)
+        if self.cfg.variant == "authors":
+            order = [d for d in self.domain_order(True) if d in keep]
+            self.authors_epoch(epoch, [d for d in order if self.data.train.n_rows(d)], meter)
+            return meter.stats()
         iters: dict[int, Iterator[dict]] = {
             d: self.batches(d) for d in self.domain_order(True) if d in keep
         }
