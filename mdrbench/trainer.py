@@ -2,14 +2,17 @@
 
 It never names a model or a framework: it builds what the registries give, hands the
 framework a `Context` (data, options, a seeded generator), runs the framework's stages with
-early stopping on validation AUC, keeps the best state in memory, and computes every
+early stopping on validation AUC, keeps the best state in a temporary file, and computes every
 number with `mdrbench.evaluate.evaluate`. See docs/training.md.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -217,6 +220,41 @@ def environment(device: torch.device) -> dict:
     }
 
 
+class _BestStates:
+    """The best states so far, kept on disk rather than in memory, as the authors' Keras
+    `ModelCheckpoint(save_best_only=True)` keeps them: one file per key (the stage's state,
+    or a domain's), written with `torch.save` and read back with `torch.load` (exact, bit
+    for bit). A state of MAMDR at Amazon-6's id space holds its theta_d tables; in memory it
+    would double them for the whole run (docs/benchmarks.md). The folder is a fresh
+    temporary one, removed by `close` at the end of training and, should training fail, when
+    this object is collected or at the latest when Python exits."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="mdrbench-best-"))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.dir, ignore_errors=True)
+
+    def _path(self, key: str) -> Path:
+        return self.dir / f"{key}.pt"
+
+    def save(self, key: str, state: Any) -> None:
+        tmp = self.dir / f"{key}.tmp"
+        torch.save(state, tmp)
+        tmp.replace(self._path(key))
+
+    def has(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def load(self, key: str) -> Any:
+        # our own file, written by save() above: any picklable state a framework returns
+        return torch.load(self._path(key), weights_only=False)
+
+    def drop(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self._cleanup()
+
+
 def train(
     dataset: str | Path | MDRData,
     model: str | nn.Module = "mlp",
@@ -263,13 +301,14 @@ def train(
     evaluator = _Evaluator(fw, data)
     n_dom = info.n_domains
 
-    # 2. Stages, each with early stopping; the best state is kept in memory.
+    # 2. Stages, each with early stopping; the best state is kept on disk.
     history: list[dict] = []
     stage_records: list[dict] = []
     epoch = best_epoch = samples = 0
     train_time = 0.0
     t_start = time.perf_counter()
     runner: Any = fw
+    kept = _BestStates()  # the best states, on disk
     for si, stage in enumerate(fw.stages()):
         fw.begin_stage(stage)
         runner = evaluator.runner = fw.stage_runner(stage)
@@ -278,8 +317,7 @@ def train(
             raise ValueError(f"stage {stage.name}: select must be 'mean' or 'domain'")
         best = {d: -math.inf for d in range(n_dom)} if per_domain else -math.inf
         gate = dict(best) if per_domain else best  # the patience counter's reference
-        states: dict[int, Any] = {}
-        best_state = None
+        kept_best = False  # a stage's best state is in `kept` ("stage"; "domain<d>")
         bad = dict.fromkeys(range(n_dom), 0) if per_domain else 0
         active = list(range(n_dom))
         if si > 0 and stage.keep_start:  # the previous stage's result: a first candidate
@@ -287,9 +325,10 @@ def train(
             if per_domain:
                 for d, name in enumerate(info.domain_names):
                     best[d] = gate[d] = _score(val["domains"][name])
-                    states[d] = runner.domain_state(d)
+                    kept.save(f"domain{d}", runner.domain_state(d))
             else:
-                best, best_state = _score(val), runner.state_dict()
+                best, kept_best = _score(val), True
+                kept.save("stage", runner.state_dict())
                 gate = best
         cap = stage.max_epochs or tc.epochs or None
         n_epochs, stopped, stage_best = 0, "early_stop", 0
@@ -343,7 +382,8 @@ def train(
                 for d in list(active):
                     sc = _score(val["domains"][info.domain_names[d]])
                     if sc > best[d]:
-                        best[d], states[d] = sc, runner.domain_state(d)
+                        best[d] = sc
+                        kept.save(f"domain{d}", runner.domain_state(d))
                         best_epoch = stage_best = epoch
                     if sc - stage.min_delta > gate[d]:
                         gate[d], bad[d] = sc, 0
@@ -354,7 +394,8 @@ def train(
             else:
                 sc = _score(val)
                 if sc > best:
-                    best, best_state, best_epoch, stage_best = sc, runner.state_dict(), epoch, epoch
+                    best, kept_best, best_epoch, stage_best = sc, True, epoch, epoch
+                    kept.save("stage", runner.state_dict())
                 if sc - stage.min_delta > gate:
                     gate, bad = sc, 0
                 else:
@@ -362,10 +403,13 @@ def train(
                     if bad >= tc.patience:
                         break
         if per_domain:
-            for d, st in states.items():
-                runner.load_domain_state(d, st)
-        elif best_state is not None:
-            runner.load_state_dict(best_state)
+            for d in range(n_dom):
+                if kept.has(f"domain{d}"):
+                    runner.load_domain_state(d, kept.load(f"domain{d}"))
+                    kept.drop(f"domain{d}")
+        elif kept_best:
+            runner.load_state_dict(kept.load("stage"))
+            kept.drop("stage")
         rising = (
             [info.domain_names[d] for d in active if bad[d] == 0]
             if per_domain
@@ -390,6 +434,7 @@ def train(
                 f"stage {stage.name}: best epoch {stage_best}, val auc "
                 f"{_fmt(metrics['val']['auc_mean'])}, test auc {_fmt(metrics['test']['auc_mean'])}"
             )
+    kept.close()
     train_seconds = time.perf_counter() - t_start
 
     # 3. Numbers of the selected state, from the one evaluator (the last stage's).

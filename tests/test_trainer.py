@@ -200,6 +200,35 @@ def test_early_stopping_keeps_best_state(amazon):
     assert res.record["method"] == "_Scripted"
 
 
+class _Failing(_Scripted):
+    """As _Scripted, but training fails at epoch 4 (after the best state was kept)."""
+
+    def train_epoch(self, epoch, domains):
+        if epoch == 4:
+            raise RuntimeError("boom")
+        return super().train_epoch(epoch, domains)
+
+
+def test_best_state_is_kept_on_disk_and_removed(amazon, tmp_path, monkeypatch):
+    """The best state goes to a temporary folder (as the authors' ModelCheckpoint), not a
+    copy in memory; the folder is gone after the run and after a failed run."""
+    import gc
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    saved = []
+    real = torch.save
+    monkeypatch.setattr(torch, "save", lambda obj, f: (saved.append(obj), real(obj, f)))
+    res = train(amazon, "mlp", _Scripted, overrides=tiny_overrides("mlp", epochs=20))
+    assert res.record["best_epoch"] == 2 and res.record["metrics"]["test"]["auc_mean"] == 1.0
+    assert saved == [{"epoch": 1}, {"epoch": 2}]
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="boom"):
+        train(amazon, "mlp", _Failing, overrides=tiny_overrides("mlp", epochs=20))
+    gc.collect()
+    assert list(tmp_path.iterdir()) == []
+
+
 class UserModel(nn.Module):
     """A model a user writes: any module with forward(batch) -> logits."""
 
