@@ -9,7 +9,6 @@ number with `mdrbench.evaluate.evaluate`. See docs/training.md.
 from __future__ import annotations
 
 import math
-import shutil
 import tempfile
 import time
 import weakref
@@ -231,15 +230,17 @@ class _BestStates:
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="mdrbench-best-"))
-        self._cleanup = weakref.finalize(self, shutil.rmtree, self.dir, ignore_errors=True)
+        self._files: set[Path] = set()  # removed one by one: the folder itself only if empty
+        self._cleanup = weakref.finalize(self, _remove_files, self.dir, self._files)
 
     def _path(self, key: str) -> Path:
         return self.dir / f"{key}.pt"
 
     def save(self, key: str, state: Any) -> None:
-        tmp = self.dir / f"{key}.tmp"
+        tmp, path = self.dir / f"{key}.tmp", self._path(key)
+        self._files.update((tmp, path))
         torch.save(state, tmp)
-        tmp.replace(self._path(key))
+        tmp.replace(path)
 
     def has(self, key: str) -> bool:
         return self._path(key).exists()
@@ -253,6 +254,15 @@ class _BestStates:
 
     def close(self) -> None:
         self._cleanup()
+
+
+def _remove_files(folder: Path, files: set[Path]) -> None:
+    for f in files:
+        f.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:  # not empty: not only ours
+        pass
 
 
 def train(
