@@ -447,16 +447,22 @@ def test_bad_hyperparameters_are_user_errors():
 # ----------------------------------------------------------------------------- MAML, Reptile, MLDG
 
 
+def first_row_split(data) -> tuple[list, list]:
+    """A known split of each hand domain's training rows: its first row, and the rest
+    (in place of MAML's support/query and MLDG's meta-train/meta-val draws)."""
+    offsets = data.train.offsets
+    first = [torch.tensor([offsets[d]]) for d in range(len(offsets) - 1)]
+    rest = [torch.arange(offsets[d] + 1, offsets[d + 1]) for d in range(len(offsets) - 1)]
+    return first, rest
+
+
 def test_maml_inner_and_outer_steps_by_hand():
     """Per domain: theta' = theta - alpha grad L_support(theta);
     theta <- theta - beta grad L_query(theta') (first-order; SGD inside and outside)."""
     data = hand_data()
     fw = make("maml", data, alpha=0.5, beta=0.2, inner_optimizer="sgd", outer_optimizer="sgd")
     th = theta(fw.model)
-    for d in range(4):  # a known split: support = the first row, query = the rest
-        start = data.train.offsets[d]
-        fw.support[d] = torch.tensor([start])
-        fw.query[d] = torch.arange(start + 1, data.train.offsets[d + 1])
+    fw.support, fw.query = first_row_split(data)  # support: the first row, query: the rest
     fw.train_epoch(1, range(4))
     for d in fw.order:
         support, query = DOMAINS[d][:1], DOMAINS[d][1:]
@@ -504,10 +510,7 @@ def test_mldg_authors_step_by_hand():
     data = hand_data()
     fw = make("mldg", data, variant="authors", beta=0.1, outer_optimizer="sgd")
     th = theta(fw.model)
-    for d in range(4):  # a known split: meta-train = the first row, meta-val = the rest
-        start = data.train.offsets[d]
-        fw.meta_train[d] = torch.tensor([start])
-        fw.meta_val[d] = torch.arange(start + 1, data.train.offsets[d + 1])
+    fw.meta_train, fw.meta_val = first_row_split(data)  # meta-train: the first row
     fw.train_epoch(1, range(4))
     for d in fw.order:
         tr, va = DOMAINS[d][:1], DOMAINS[d][1:]
