@@ -189,23 +189,82 @@ class _Timer:
         setattr(cls, name, timed)
 
 
+class _Phases:
+    """Peak resident memory per phase of a run: methods wrapped to name the phase they run
+    (innermost wins), and a thread that reads VmRSS every `interval` seconds and keeps the
+    largest value seen in each phase ("other": outside every wrapped method)."""
+
+    def __init__(self, interval: float = 0.01):
+        import threading
+
+        self.stack: list[str] = []
+        self.peaks: dict[str, float] = {}
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def wrap(self, cls, name: str, phase: str) -> None:
+        fn = getattr(cls, name)
+
+        def named(obj, *a, **kw):
+            self.stack.append(phase)
+            try:
+                return fn(obj, *a, **kw)
+            finally:
+                self.stack.pop()
+
+        setattr(cls, name, named)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            rss = status_mib("VmRSS")
+            phase = self.stack[-1] if self.stack else "other"
+            self.peaks[phase] = max(self.peaks.get(phase, 0.0), rss)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 def run_deepctr(data, batches: int, device: str) -> dict:
     subset_train(data, batches * 1024)
     seconds = deepctr_fit(deepctr_mlp(data.info, device), data.train)
     return {"samples": len(data.train), "seconds": seconds}
 
 
-def run_mdrbench(data, method: str, overrides: dict, timer: _Timer | None = None) -> dict:
-    from mdrbench.trainer import resolve_config, train
+def run_mdrbench(
+    data, method: str, overrides: dict, timer: _Timer | None = None, epochs: int = 1
+) -> dict:
+    from mdrbench.frameworks.meta import DN, MAMDR, DomainFinetune, DomainOffsets
+    from mdrbench.trainer import _BestStates, _Evaluator, resolve_config, train
 
-    run = resolve_config("mlp", method, {"epochs": 1, **overrides})
-    res = train(data, "mlp", method, run=run, log=log)
+    run = resolve_config("mlp", method, {"epochs": epochs, **overrides})
+    phases = _Phases()
+    for cls, name, phase in [
+        (_BestStates, "save", "best state: save"),
+        (_BestStates, "load", "best state: load"),
+        (_Evaluator, "__call__", "evaluate"),
+        (DN, "negotiate", "DN"),
+        (MAMDR, "regularize", "DR"),
+        (DomainOffsets, "leave", "DR/finetune: leave (theta_d update)"),
+        (DomainFinetune, "__init__", "finetune: start"),
+        (DomainFinetune, "train_epoch", "finetune: epoch"),
+    ]:
+        phases.wrap(cls, name, phase)
+    with phases:
+        res = train(data, "mlp", method, run=run, log=log)
     h = res.history[0]  # the first stage's epoch (a finetune stage, when on, follows it)
     out = {
         "samples": h["samples"],
         "seconds": h["seconds"],
         "run_seconds": res.record["train_seconds"],
         "test_auc": res.record["metrics"]["test"]["auc_mean"],
+        "epochs": len([h for h in res.history if h["stage"] == res.history[0]["stage"]]),
+        "peak_rss_by_phase_mib": dict(sorted(phases.peaks.items(), key=lambda kv: -kv[1])),
     }
     if timer is not None:
         out["parts"] = {
@@ -234,7 +293,7 @@ def run_one(args) -> dict:
         r["subset"] = True
     elif system == "dense":
         subset_train(data, args.dense_batches * 1024)
-        r = run_mdrbench(data, "alternate", {"sparse_embeddings": False, **over})
+        r = run_mdrbench(data, "alternate", {"sparse_embeddings": False, **over}, None, 1)
         r["subset"] = True
     else:  # a learning framework, one epoch; its snapshots timed and their rows counted
         from mdrbench.frameworks import FRAMEWORKS
@@ -259,7 +318,8 @@ def run_one(args) -> dict:
         sets = dict(x.split("=", 1) for x in args.set)
         sets = {k: v for k, v in sets.items() if k in fields}  # framework options it has
         over |= sets
-        r = run_mdrbench(data, system, ({"k": args.k} if "k" in fields else {}) | over, timer)
+        over = ({"k": args.k} if "k" in fields else {}) | over
+        r = run_mdrbench(data, system, over, timer, args.epochs)
         r["sets"] = sets
         r["has_k"] = "k" in fields
         r["snapshot_rows_copied"] = copied
@@ -343,6 +403,10 @@ def report(results: dict[str, dict], info: dict, k: int) -> str:
             lines.append(
                 f"| {name} | {n_snap:,} | {secs:.2f} | {100 * secs / r['seconds']:.1f}% | {copied} |"
             )
+    for name, r in results.items():
+        if r.get("peak_rss_by_phase_mib"):
+            by = ", ".join(f"{k} {v:,.0f}" for k, v in r["peak_rss_by_phase_mib"].items())
+            lines += ["", f"{name}, peak RSS by phase (MiB; {r['epochs']} epoch(s)): {by}."]
     mamdr = results.get("mamdr")
     if mamdr and mamdr.get("parts"):
         p = mamdr["parts"]
@@ -391,6 +455,13 @@ def main(argv=None) -> int:
         help="a framework option for every system that has it (repeatable), e.g. "
         "specific_params=dense, theta_d_init=zero, finetune=false",
     )
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        default=1,
+        help="epochs of the first stage (cap; the time figures are the first epoch's); 2 or "
+        "more shows the peak of an epoch that starts with theta_d already grown",
+    )
     ap.add_argument("--deepctr-batches", type=int, default=40)
     ap.add_argument("--dense-batches", type=int, default=100)
     ap.add_argument("--json", type=Path, help="write the figures here")
@@ -418,6 +489,7 @@ def main(argv=None) -> int:
     for s in systems:
         cmd = [sys.executable, __file__, "--one", s, "--data", str(folder),
                "--threads", str(args.threads), "--k", str(args.k), "--device", args.device,
+               "--epochs", str(args.epochs),
                "--deepctr-batches", str(args.deepctr_batches),
                "--dense-batches", str(args.dense_batches),
                *[a for x in args.set for a in ("--set", x)]]  # fmt: skip

@@ -222,11 +222,13 @@ def environment(device: torch.device) -> dict:
 class _BestStates:
     """The best states so far, kept on disk rather than in memory, as the authors' Keras
     `ModelCheckpoint(save_best_only=True)` keeps them: one file per key (the stage's state,
-    or a domain's), written with `torch.save` and read back with `torch.load` (exact, bit
-    for bit). A state of MAMDR at Amazon-6's id space holds its theta_d tables; in memory it
-    would double them for the whole run (docs/benchmarks.md). The folder is a fresh
-    temporary one, removed by `close` at the end of training and, should training fail, when
-    this object is collected or at the latest when Python exits."""
+    or a domain's), written with `torch.save` straight from the live tensors (a framework's
+    `state_dict` gives references, no copy) and read back with `torch.load` memory-mapped
+    (exact, bit for bit): a loaded tensor takes memory only as it is read, so putting a
+    state back never holds a second full copy beside the live one. A state of MAMDR at
+    Amazon-6's id space holds its theta_d tables (docs/benchmarks.md). The folder is a
+    fresh temporary one, removed by `close` at the end of training and, should training
+    fail, when this object is collected or at the latest when Python exits."""
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="mdrbench-best-"))
@@ -247,10 +249,13 @@ class _BestStates:
 
     def load(self, key: str) -> Any:
         # our own file, written by save() above: any picklable state a framework returns
-        return torch.load(self._path(key), weights_only=False)
+        return torch.load(self._path(key), weights_only=False, mmap=True)
 
     def drop(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError:  # still mapped where that forbids it (Windows): left for close()
+            pass
 
     def close(self) -> None:
         self._cleanup()
@@ -258,7 +263,10 @@ class _BestStates:
 
 def _remove_files(folder: Path, files: set[Path]) -> None:
     for f in files:
-        f.unlink(missing_ok=True)
+        try:
+            f.unlink(missing_ok=True)
+        except OSError:
+            pass
     try:
         folder.rmdir()
     except OSError:  # not empty: not only ours
@@ -330,6 +338,10 @@ def train(
         kept_best = False  # a stage's best state is in `kept` ("stage"; "domain<d>")
         bad = dict.fromkeys(range(n_dom), 0) if per_domain else 0
         active = list(range(n_dom))
+        # the epoch each domain last trained in, and the one its kept state is from: the
+        # same, and the live state is the kept one (nothing to load back)
+        trained_at = dict.fromkeys(range(n_dom), 0)
+        kept_at = dict.fromkeys(range(n_dom), -1)
         if si > 0 and stage.keep_start:  # the previous stage's result: a first candidate
             val = evaluator("val")
             if per_domain:
@@ -390,9 +402,10 @@ def train(
                     )
             if per_domain:
                 for d in list(active):
+                    trained_at[d] = epoch
                     sc = _score(val["domains"][info.domain_names[d]])
                     if sc > best[d]:
-                        best[d] = sc
+                        best[d], kept_at[d] = sc, epoch
                         kept.save(f"domain{d}", runner.domain_state(d))
                         best_epoch = stage_best = epoch
                     if sc - stage.min_delta > gate[d]:
@@ -412,13 +425,15 @@ def train(
                     bad += 1
                     if bad >= tc.patience:
                         break
-        if per_domain:
+        if per_domain:  # each domain's best back, unless it is the live state already
             for d in range(n_dom):
                 if kept.has(f"domain{d}"):
-                    runner.load_domain_state(d, kept.load(f"domain{d}"))
+                    if kept_at[d] != trained_at[d]:
+                        runner.load_domain_state(d, kept.load(f"domain{d}"))
                     kept.drop(f"domain{d}")
         elif kept_best:
-            runner.load_state_dict(kept.load("stage"))
+            if stage_best != epoch or n_epochs == 0:
+                runner.load_state_dict(kept.load("stage"))
             kept.drop("stage")
         rising = (
             [info.domain_names[d] for d in active if bad[d] == 0]

@@ -9,6 +9,7 @@ FRAMEWORKS_TESTED lists the frameworks this file covers (for tests/test_registry
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 
 import numpy as np
@@ -346,12 +347,15 @@ def test_mamdr_memory_is_domains_times_specific_params(amazon):
     own = sum(p.numel() for p in fw.model.parameters())
     spec = sum(dict(fw.model.named_parameters())[n].numel() for n in specific)
     assert res.record["n_parameters"] == own + amazon.info.n_domains * spec
-    # the best state holds the offsets; loading it back restores them
-    state = fw.state_dict()
+    # the best state holds the offsets (references, saved at once as the trainer does);
+    # loading it back restores them
+    buf = io.BytesIO()
+    torch.save(fw.state_dict(), buf)
     for o in fw.offsets.dense:
         for t in o.values():
             t.data.zero_()
-    fw.load_state_dict(state)
+    buf.seek(0)
+    fw.load_state_dict(torch.load(buf, weights_only=False))
     assert any(t.any() for t in fw.offsets.dense[0].values())
 
 
@@ -422,7 +426,9 @@ def test_theta_d_starts_as_a_fresh_random_draw(amazon):
     for n in kernels:
         assert d0[n].std() > 0 and not torch.equal(d0[n], d1[n])
         fan_in, fan_out = d0[n].shape[1], d0[n].shape[0]
-        assert float(d0[n].detach().std()) == pytest.approx((2 / (fan_in + fan_out)) ** 0.5, rel=0.3)
+        assert float(d0[n].detach().std()) == pytest.approx(
+            (2 / (fan_in + fan_out)) ** 0.5, rel=0.3
+        )
     assert all(not d0[n].any() for n in biases)
     assert all(not t for t in fresh.offsets.tables)
     cfg = dataclasses.replace(fw.cfg, theta_d_init="zero")
@@ -838,3 +844,100 @@ def test_stage_select_mean():
             assert make(n, hand_data(), finetune=False).stages() == [Stage("train")]
         else:
             assert fw.stages() == [Stage("train")]
+
+
+def test_table_offsets_leave_is_the_formula_bit_for_bit():
+    """DomainOffsets.leave updates a table's theta_d in place, part by part; the numbers
+    are those of theta_d + rate (theta~ - theta_S - theta_d) written out, bit for bit, on
+    rows domain d held already and rows new to it."""
+    from mdrbench.frameworks.meta import DomainOffsets
+
+    g = torch.Generator().manual_seed(0)
+    table = nn.Parameter(torch.randn(50, 3, generator=g))
+    offs = DomainOffsets({"t": table}, ["t"], {"t"}, n_domains=2)
+    held = torch.tensor([7, 3, 40])
+    offs.tables[1]["t"] = (held, torch.randn(3, 3, generator=g))
+    for rate in (1.0, 0.1):
+        theta_s = table.detach().clone()
+        prev_rows, prev_vals = (t.clone() for t in offs.tables[1]["t"])
+        snap = Snapshot({"t": table}, {"t"})
+        offs.enter(1, snap)
+        # two steps that move the held rows and new ones (sparse gradients, as an optimizer)
+        for rows in (torch.tensor([3, 9, 12]), torch.tensor([12, 40, 21])):
+            table.grad = torch.sparse_coo_tensor(
+                rows.unsqueeze(0),
+                torch.randn(3, 3, generator=g),
+                table.shape,
+                check_invariants=True,
+            )
+            snap.record()
+            with torch.no_grad():
+                table.add_(table.grad.to_dense(), alpha=-0.5)
+        moved = table.detach().clone()
+        offs.leave(1, snap, rate=rate)
+        assert torch.equal(table.detach(), theta_s)  # theta_S restored exactly
+        rows, vals = offs.tables[1]["t"]
+        assert rows[: len(prev_rows)].tolist() == prev_rows.tolist()
+        old = torch.zeros(len(rows), 3)  # theta_d: 0 on rows new to the domain
+        old[: len(prev_rows)] = prev_vals
+        cur = moved[rows] - theta_s[rows]
+        assert torch.equal(vals, old + rate * (cur - old))
+        assert set(rows.tolist()) == {7, 3, 40, 9, 12, 21}
+    assert offs.tables[0] == {}
+
+
+def test_best_state_is_the_live_tensors_not_a_copy(amazon):
+    """state_dict() and domain_state() hand the trainer references, which it writes to
+    disk at once: a copy beside the live state would set the peak memory at Amazon's id
+    space (docs/benchmarks.md)."""
+    fw = train(amazon, "mlp", "mamdr", overrides=tiny_overrides("mlp", epochs=1, k=1)).framework
+    state = fw.state_dict()
+    own = dict(fw.model.named_parameters())
+    for n, t in state["model"].items():
+        if n in own:
+            assert t.data_ptr() == own[n].data_ptr()
+    rows, vals = fw.offsets.tables[0]["inputs.user.weight"]
+    saved_rows, saved_vals = state["offsets"][0]["tables"]["inputs.user.weight"]
+    assert saved_rows is rows and saved_vals is vals
+
+
+def test_mamdr_hands_theta_d_to_the_finetune_stage(amazon):
+    """The finetune stage trains MAMDR's theta_d in place (no second set of per-domain
+    offsets); with finetune_params narrower than specific_params the other theta_d are
+    kept exactly and still used; n_parameters counts theta_S and the offsets once."""
+    over = tiny_overrides("mlp", epochs=1, k=1, finetune_epochs=1, finetune_params="dense")
+    res = train(amazon, "mlp", "mamdr", overrides={**over, "finetune": False})
+    fw = res.framework
+    tables = {d: {n: (r.clone(), v.clone()) for n, (r, v) in t.items()}
+              for d, t in enumerate(fw.offsets.tables)}  # fmt: skip
+    dense = [{n: t.detach().clone() for n, t in o.items()} for o in fw.offsets.dense]
+    full = train(amazon, "mlp", "mamdr", overrides=over)
+    fw2 = full.framework
+    runner = fw2.stage_runner(fw2.stages()[-1])
+    assert runner.offsets is fw2.offsets  # handed over, not copied
+    for d, t in enumerate(fw2.offsets.tables):  # tables not finetuned: exactly MAMDR's
+        assert t.keys() == tables[d].keys()
+        for n, (r, v) in t.items():
+            assert torch.equal(r, tables[d][n][0]) and torch.equal(v, tables[d][n][1])
+    assert any(
+        not torch.equal(t, dense[d][n])
+        for d, o in enumerate(fw2.offsets.dense)
+        for n, t in o.items()
+    )  # the dense theta_d were finetuned
+    own = sum(p.numel() for p in fw2.model.parameters() if p.requires_grad)
+    assert full.record["n_parameters"] == own + fw2.offsets.numel()
+    assert res.record["n_parameters"] == own + fw.offsets.numel()
+
+
+def test_the_best_state_is_read_back_only_when_training_went_past_it(amazon, monkeypatch):
+    from mdrbench import trainer
+
+    loads: list[str] = []
+    real = trainer._BestStates.load
+    monkeypatch.setattr(
+        trainer._BestStates, "load", lambda self, key: loads.append(key) or real(self, key)
+    )
+    capped = train(amazon, "mlp", "alternate", overrides=tiny_overrides("mlp", epochs=1))
+    assert capped.record["stages"][0]["best_epoch"] == 1 and loads == []
+    res = train(amazon, "mlp", "alternate", overrides=tiny_overrides("mlp", epochs=0))
+    assert res.record["best_epoch"] < len(res.history) and loads == ["stage"]

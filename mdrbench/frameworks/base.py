@@ -11,7 +11,7 @@ as they are. The trainer knows frameworks only through this class:
         for epoch ...:                         # early stopping, driven by the trainer
             fw.train_epoch(epoch, domains)     # the framework's training, its optimizers
             fw.predict(val)                    # params_for_domain(d) for each domain d
-            fw.state_dict() / fw.domain_state(d)   # the best state, kept in memory
+            fw.state_dict() / fw.domain_state(d)   # the best state, saved to disk
 
 A stage selects its best state on the average validation AUC (`select="mean"`) or, for
 per-domain parameter sets (fine-tuning, separate models), each domain on its own validation
@@ -303,8 +303,9 @@ class Framework:
         return self
 
     def finetune_start(self, names: Sequence[str]) -> Any:
-        """Each domain's starting point for the finetune stage: the trained parameters
-        (frameworks with per-domain parameters override it: MAMDR's theta_S + theta_d)."""
+        """The per-domain offsets (`DomainOffsets`) the finetune stage trains for `names`,
+        each domain starting at the trained parameters (frameworks with per-domain
+        parameters override it: MAMDR hands over its theta_d, theta_S + theta_d)."""
         from mdrbench.frameworks.meta import DomainOffsets
 
         return DomainOffsets(self.named_params(), names, self.sparse_names, self.n_domains)
@@ -343,14 +344,20 @@ class Framework:
         return out.numpy()
 
     def state_dict(self) -> dict[str, Any]:
-        """An in-memory copy of everything predictions depend on (the best epoch's)."""
-        return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+        """Everything predictions depend on, as the tensors themselves (references, not
+        copies: a copy beside the live state is what would set a run's peak memory at
+        Amazon's id space). Save or copy it before training goes on; the trainer writes it
+        to disk at once (`torch.save`)."""
+        return {"model": self.model.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put a saved state back. `state` is the caller's to give away: a framework may
+        keep its tensors rather than copy them."""
         self.model.load_state_dict(state["model"])
 
     def domain_state(self, d: int) -> Any:
-        """Copy of domain `d`'s own parameters (for `select="domain"` stages)."""
+        """Domain `d`'s own parameters (for `select="domain"` stages); references, as
+        `state_dict`."""
         raise NotImplementedError(f"{type(self).__name__} has no per-domain state")
 
     def load_domain_state(self, d: int, state: Any) -> None:

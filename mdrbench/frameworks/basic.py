@@ -133,7 +133,7 @@ class Separate(Framework):
             self.load_domain_state(d, s)
 
     def domain_state(self, d: int) -> Params:
-        return {n: t.detach().clone() for n, t in self.sets[d].items()}
+        return {n: t.detach() for n, t in self.sets[d].items()}  # references
 
     def load_domain_state(self, d: int, state: Params) -> None:
         for n, t in state.items():

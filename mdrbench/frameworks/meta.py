@@ -89,7 +89,7 @@ class _Rows:
         if new.numel():
             self.seen[new] = True
             self.idx.append(new)
-            self.old.append(self.p.detach()[new].clone())
+            self.old.append(self.p.detach()[new])  # indexing copies
 
     def delta(self) -> Tensor | None:
         """theta - theta~ (sparse over the saved rows), None when nothing changed."""
@@ -105,8 +105,9 @@ class _Rows:
         w = self.p.detach()
         if self.full is not None:
             w.copy_(self.full)
-        elif self.idx:
-            w[torch.cat(self.idx)] = torch.cat(self.old)
+            return
+        for rows, old in zip(self.idx, self.old):  # part by part: no second copy of them all
+            w[rows] = old
 
     def close(self) -> None:
         if self.idx:
@@ -254,8 +255,9 @@ class DomainOffsets:
             src = init[d] if init is not None else {}
             self.dense.append(
                 {
-                    n: (src[n].detach().clone() if n in src else torch.zeros_like(params[n]))
-                    .requires_grad_(True)
+                    n: (
+                        src[n].detach().clone() if n in src else torch.zeros_like(params[n])
+                    ).requires_grad_(True)
                     for n in self.dense_names
                 }
             )
@@ -274,40 +276,67 @@ class DomainOffsets:
                 snap.rows[n].save_rows(rows)
                 snap.params[n].detach().index_add_(0, rows, vals)
 
-    def leave(self, d: int, snap: Snapshot, rate: float = 1.0, outer: Optimizer | None = None):
+    def leave(
+        self,
+        d: int,
+        snap: Snapshot,
+        rate: float = 1.0,
+        outer: Optimizer | None = None,
+        only: set[str] | None = None,
+    ) -> None:
         """After training from theta_S + theta_d to theta~: theta_d <- theta_d +
         rate (theta~ - theta_S - theta_d) (`outer`, when given, steps the dense offsets with
         .grad = theta_S + theta_d - theta~ instead: Eq. 8 through any optimizer); then
-        theta_S is restored. rate = 1 keeps theta~ as domain d's parameters."""
+        theta_S is restored. rate = 1 keeps theta~ as domain d's parameters. `only`: the
+        parameters that trained (the others' theta_d are left exactly as they were).
+
+        A table's new offsets are computed in one buffer of the domain's rows, in place and
+        part by part (no concatenated copy of the saved rows, no temporaries of the whole
+        buffer): at Amazon-6's id space a domain's rows are a large share of the tables."""
+        dense_names = [n for n in self.dense_names if only is None or n in only]
         with torch.no_grad():
-            moved = {n: snap.params[n].detach() - snap.dense[n] for n in self.dense_names}
-            for n, (r) in snap.rows.items():
+            moved = {n: snap.params[n].detach() - snap.dense[n] for n in dense_names}
+            for n, r in snap.rows.items():
+                if only is not None and n not in only:
+                    continue
                 if n not in self.tables[d] and not r.idx and r.full is None:
                     continue
+                prev = self.tables[d].get(n)
+                w = r.p.detach()
                 if r.full is not None:  # dense gradients: the whole table moved
-                    rows = torch.arange(r.p.shape[0], device=r.p.device)
-                    cur = r.p.detach() - r.full
+                    rows = torch.arange(w.shape[0], device=w.device)
+                    cur = w - r.full
+                    old = None
+                    if prev is not None:
+                        old = torch.zeros_like(cur)
+                        old.index_add_(0, prev[0], prev[1])
+                    m = len(cur) if old is not None else 0
                 else:
                     rows = torch.cat(r.idx)
-                    cur = r.p.detach()[rows] - torch.cat(r.old)
-                old = torch.zeros_like(cur)
-                prev = self.tables[d].get(n)
-                if prev is not None:  # enter() saved these rows first, in this order
-                    if r.full is not None:
-                        old.index_add_(0, prev[0], prev[1])
-                    else:
-                        old[: len(prev[0])] = prev[1]
-                self.tables[d][n] = (rows, old + rate * (cur - old))
+                    cur = w[rows]  # theta~ of the rows, minus their saved theta below
+                    i = 0
+                    for saved in r.old:
+                        cur[i : i + len(saved)].sub_(saved)
+                        i += len(saved)
+                    # enter() saved the rows of prev first, in its order: they lead `cur`
+                    old, m = (None, 0) if prev is None else (prev[1], len(prev[0]))
+                # theta_d + rate (cur - theta_d), with theta_d = 0 on rows new to domain d
+                # (the same float operations as `old + rate * (cur - old)`, bit for bit)
+                if m:
+                    cur[:m].sub_(old).mul_(rate).add_(old)
+                if m < len(cur):
+                    cur[m:].mul_(rate).add_(0.0)
+                self.tables[d][n] = (rows, cur)
         if outer is not None:
             outer.zero_grad()
-            for n in self.dense_names:
+            for n in dense_names:
                 off = self.dense[d][n]
                 off.grad = off.detach() - moved[n]
             outer.step()
             outer.zero_grad()
         else:
             with torch.no_grad():
-                for n in self.dense_names:
+                for n in dense_names:
                     off = self.dense[d][n]
                     off.add_(moved[n] - off, alpha=rate)
         snap.restore()
@@ -323,17 +352,34 @@ class DomainOffsets:
                 out[n] = params[n].detach().clone().index_add_(0, rows, vals)
         return out
 
+    def add(self, params: Mapping[str, Tensor], names: Sequence[str], sparse_names) -> None:
+        """Hold offsets for more parameters too, each domain's starting at zero."""
+        for n in names:
+            if n in self.names:
+                continue
+            self.names.append(n)
+            if n in sparse_names:
+                self.table_names.append(n)
+                continue
+            self.dense_names.append(n)
+            for o in self.dense:
+                o[n] = torch.zeros_like(params[n]).requires_grad_(True)
+
     def state(self, d: int) -> dict:
+        """Domain d's offsets: the tensors themselves, not a copy (to be saved at once:
+        `Framework.state_dict`)."""
         return {
-            "dense": {n: t.detach().clone() for n, t in self.dense[d].items()},
-            "tables": {n: (r.clone(), v.clone()) for n, (r, v) in self.tables[d].items()},
+            "dense": {n: t.detach() for n, t in self.dense[d].items()},
+            "tables": dict(self.tables[d]),
         }
 
     def load(self, d: int, state: dict) -> None:
+        """Take domain d's offsets from `state` (a loaded copy: its tables are kept as
+        they are, not copied)."""
         with torch.no_grad():
             for n, t in state["dense"].items():
                 self.dense[d][n].copy_(t)
-        self.tables[d] = {n: (r.clone(), v.clone()) for n, (r, v) in state["tables"].items()}
+        self.tables[d] = dict(state["tables"])
 
     def numel(self) -> int:
         """Numbers held: dense offsets, and the stored rows of the tables."""
@@ -395,8 +441,8 @@ class DomainFinetune:
         _check_positive(cfg, "finetune_lr")
         _check_optimizer(cfg, "finetune_optimizer")
         names = specific_param_names(fw.model, cfg.finetune_params)
-        self.names = set(names)
-        self.offsets = fw.finetune_start(names)
+        self.names = set(names)  # the weights each domain finetunes
+        self.offsets = fw.finetune_start(names)  # may hold more (MAMDR's theta_d): kept
         self.opts: dict[int, Optimizer] = {}
 
     def optimizer(self, d: int, params: Params) -> Optimizer:
@@ -412,20 +458,25 @@ class DomainFinetune:
     def train_epoch(self, epoch: int, domains: Sequence[int]) -> EpochStats:
         fw = self.fw
         meter = LossMeter()
-        params = {n: p for n, p in fw.named_params().items() if n in self.names}
+        named = fw.named_params()
+        held = {n: named[n] for n in self.offsets.names}  # written in for domain d
+        params = {n: p for n, p in named.items() if n in self.names}
+        frozen = [p for n, p in named.items() if n not in self.names]
         for i, d in enumerate(domains):
-            snap = Snapshot(params, fw.sparse_names)
+            snap = Snapshot(held, fw.sparse_names)
             self.offsets.enter(d, snap)
             opt = self.optimizer(d, params)
             for batch in fw.batches(d):
                 opt.zero_grad()
                 loss = fw.loss(batch)
                 loss.backward()
+                for p in frozen:  # not finetuned: no gradient kept (nor rows saved)
+                    p.grad = None
                 snap.record()
                 opt.step()
                 meter.add(loss.detach(), len(batch["label"]), d)
             opt.zero_grad()
-            self.offsets.leave(d, snap)
+            self.offsets.leave(d, snap, only=self.names)
             fw.ctx.progress(
                 f"epoch {epoch} finetune {i + 1}/{len(domains)} "
                 f"'{fw.data.info.domain_names[d]}' done"
@@ -439,6 +490,7 @@ class DomainFinetune:
         return self.fw.predict(split, params_fn=self.params_for_domain)
 
     def state_dict(self) -> dict:
+        """References, not copies (`Framework.state_dict`)."""
         return {"finetune": [self.offsets.state(d) for d in range(len(self.offsets))]}
 
     def load_state_dict(self, state: dict) -> None:
@@ -452,7 +504,10 @@ class DomainFinetune:
         self.offsets.load(d, state)
 
     def n_parameters(self) -> int:
-        return self.fw.n_parameters() + self.offsets.numel()
+        """theta_S (the model's trainable weights) and every domain's offsets: all that
+        this stage predicts with (MAMDR's theta_d are among the offsets)."""
+        own = sum(p.numel() for p in self.fw.model.parameters() if p.requires_grad)
+        return own + self.offsets.numel()
 
 
 # ----------------------------------------------------------------------------- the base
@@ -790,23 +845,20 @@ class MAMDR(DN):
 
     def finetune_start(self, names: Sequence[str]) -> DomainOffsets:
         """The finetune stage starts each domain from theta_S + theta_d (authors:
-        `SpecificBase.separate_train_val_test` merges the best shared and domain weights)."""
-        start = DomainOffsets(self.named_params(), names, self.sparse_names, self.n_domains)
-        for d in range(self.n_domains):
-            st = self.offsets.state(d)
-            st["dense"] = {n: t for n, t in st["dense"].items() if n in start.dense_names}
-            st["tables"] = {n: t for n, t in st["tables"].items() if n in start.table_names}
-            for n in start.dense_names:
-                st["dense"].setdefault(n, torch.zeros_like(start.dense[d][n]))
-            start.load(d, st)
-        return start
+        `SpecificBase.separate_train_val_test` merges the best shared and domain weights).
+        theta_d are handed over, not copied: the stage trains them in place (those of the
+        finetuned `names`; any others stay as they are and are still used), and parameters
+        that had no theta_d start from zero offsets. After the stage, `params_for_domain`
+        and `state_dict` are the finetuned ones."""
+        self.offsets.add(self.named_params(), names, self.sparse_names)
+        return self.offsets
 
     def domain_offsets(self, d: int) -> Params:
         """theta_d of domain d's dense parameters (a copy)."""
         return {n: t.detach().clone() for n, t in self.offsets.dense[d].items()}
 
     def state_dict(self):
-        state = super().state_dict()
+        state = super().state_dict()  # references, not copies
         state["offsets"] = [self.offsets.state(d) for d in range(len(self.offsets))]
         return state
 

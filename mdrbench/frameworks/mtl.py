@@ -93,7 +93,7 @@ class WeightedLoss(Framework):
 
     def state_dict(self):
         state = super().state_dict()
-        state["log_var"] = self.log_var.detach().clone()
+        state["log_var"] = self.log_var.detach()
         return state
 
     def load_state_dict(self, state):
