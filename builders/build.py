@@ -15,7 +15,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from mdrbench import __version__
-from mdrbench.atomic import Lock, pid_alive, recover_swap, swap_into_place, writable_dir
+from mdrbench.atomic import Lock, pid_alive, recover_swap, staged, writable_dir
 from mdrbench.builders import raw as rawio
 from mdrbench.builders.card import dataset_card
 from mdrbench.builders.manifest import FORMAT_VERSION, MANIFEST, dump_manifest, file_sha256
@@ -241,9 +241,7 @@ def _write(spec, selected, ratios, pos, out, seed, on_bad_lines, raw_infos, feat
         )
 
     _remove_stale(out, spec.name)
-    tmp = out / f".{spec.name}.tmp-{os.getpid()}"
-    tmp.mkdir()
-    try:
+    with staged(target) as tmp:
         files = {}
         for s, split in enumerate(SPLITS):
             part = samples.filter(pl.col("split") == s).select(list(SAMPLE_SCHEMA))
@@ -265,10 +263,6 @@ def _write(spec, selected, ratios, pos, out, seed, on_bad_lines, raw_infos, feat
             for f, rows in sorted(files.items())
         }
         (tmp / MANIFEST).write_bytes(dump_manifest(manifest))
-        swap_into_place(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     _log(progress, f"done: {target} ({samples.height:,} samples)")
     return target
 
@@ -276,7 +270,7 @@ def _write(spec, selected, ratios, pos, out, seed, on_bad_lines, raw_infos, feat
 def _remove_stale(out: Path, name: str) -> None:
     """Delete temporary folders left by an interrupted build of `name` (not a running one)."""
     for stale in list(out.glob(f".{name}.tmp-*")) + list(out.glob(f".{name}.old-*")):
-        pid = stale.name.rsplit("-", 1)[-1]
+        pid = stale.name[len(name) + 6 :].split("-", 1)[0]  # .<name>.tmp-<pid>[-<random>]
         if not (pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid))):
             shutil.rmtree(stale, ignore_errors=True)
 

@@ -20,14 +20,12 @@ import html
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections import defaultdict
 from importlib import resources
 from pathlib import Path
 
 from mdrbench import __version__
-from mdrbench.atomic import swap_into_place
+from mdrbench.atomic import staged
 from mdrbench.baselines import paper
 from mdrbench.errors import UserError
 from mdrbench.leaderboard.aggregate import Entry, aggregate
@@ -517,8 +515,7 @@ def build_site(
     out = Path(out)
     check_site_folder(out, [r.path for r in results])
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with staged(out) as tmp:
         files: dict[str, str] = {
             "index.html": index_page(
                 by_name,
@@ -547,11 +544,6 @@ def build_site(
             p = tmp / rel
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text, encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return sorted(Path(f) for f in files if f != SITE_MARKER)
 
 

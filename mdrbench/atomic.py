@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mdrbench.errors import UserError
@@ -31,6 +34,23 @@ def swap_into_place(tmp: Path, target: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
         else:
             old.unlink(missing_ok=True)
+
+
+@contextmanager
+def staged(target: Path) -> Iterator[Path]:
+    """A new folder `.<name>.tmp-<pid>-<random>` beside `target` to write into; when the
+    block ends without an error it is put in place (`swap_into_place`), on any error or
+    interrupt it is deleted. Readers of `target` see the old copy or the new, never a half
+    of either; the pid in the name lets a later run remove it after a kill."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp.mkdir()  # not mkdtemp: its 0o700 would become the target's mode
+    try:
+        yield tmp
+        swap_into_place(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def pid_alive(pid: int) -> bool:

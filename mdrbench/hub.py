@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mdrbench import __version__
-from mdrbench.atomic import writable_dir
+from mdrbench.atomic import staged, writable_dir
 from mdrbench.builders.manifest import (
     MANIFEST,
     describe_split,
@@ -358,8 +358,7 @@ def write_folder(layout: Layout, out: os.PathLike | str) -> list[tuple[str, int]
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--dry-run folder '{out}' exists and is not empty: pass a new folder")
     writable_dir(out.parent, "--dry-run's parent folder")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with staged(out) as tmp:
         for rel, src in sorted(layout.files.items()):
             dst = tmp / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -367,12 +366,6 @@ def write_folder(layout: Layout, out: os.PathLike | str) -> list[tuple[str, int]
                 shutil.copyfile(src, dst)
             else:
                 dst.write_text(src, encoding="utf-8")
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return [(rel, layout.size(rel)) for rel in sorted(layout.files)]
 
 

@@ -594,3 +594,28 @@ def test_7_pinned_amazon_files_match_the_real_ones():
     for name, (size, sha) in AMAZON_KNOWN_FILES.items():
         assert sums[name] == sha
         assert (SHARED / name).stat().st_size == size
+
+
+def test_a_staged_folder_replaces_its_target_whole_or_not_at_all(tmp_path):
+    """`atomic.staged`, behind builds, the leaderboard site and publish --dry-run: an
+    error inside the block leaves the old target as it was and no temporary folder; a
+    finished block replaces the target; the new folder's mode follows the umask."""
+    from mdrbench.atomic import staged
+
+    target = tmp_path / "site"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with staged(target) as tmp:
+            (tmp / "new.txt").write_text("half")
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    with staged(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(f".site.tmp-{os.getpid()}-")
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o777 & ~umask
