@@ -146,6 +146,27 @@ class Lock:
         self.release()
 
 
+@contextmanager
+def new_dirs_removed_on_error(path: Path | None) -> Iterator[None]:
+    """Should the block fail (a refusal, an error, an interrupt), remove the folders of
+    `path` it created (`writable_dir`), deepest first, as long as they are empty: a refused
+    command leaves no empty `--out` behind. Folders that existed before are never touched."""
+    missing: list[Path] = []
+    p = Path(path).expanduser().absolute() if path is not None else None
+    while p is not None and not p.exists() and p.parent != p:
+        missing.append(p)
+        p = p.parent
+    try:
+        yield
+    except BaseException:
+        for m in missing:
+            try:
+                m.rmdir()
+            except OSError:  # not empty (or not ours to remove): keep it and its parents
+                break
+        raise
+
+
 def writable_dir(path: Path, option: str = "--out") -> Path:
     """Create folder `path` (and parents) and check a file can be written in it, before any
     long work; a UserError naming `option` otherwise."""

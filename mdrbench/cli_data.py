@@ -75,6 +75,7 @@ def build_cmd(name, raw_dir, out, domains, ctr_ratios, seed, on_bad_lines, offli
 
     Example: mdrbench build amazon-13 --raw-dir raw/ --domains "Gift Cards" --out data/
     """
+    from mdrbench.atomic import new_dirs_removed_on_error
     from mdrbench.builders.build import build_dataset
 
     ratios = None
@@ -85,10 +86,12 @@ def build_cmd(name, raw_dir, out, domains, ctr_ratios, seed, on_bad_lines, offli
             raise UserError(
                 f"--ctr-ratios must be numbers, comma-separated, not '{ctr_ratios}'"
             ) from None
-    path = build_dataset(
-        name, raw_dir=raw_dir, out=out, domains=_split_list(domains), ctr_ratios=ratios,
-        seed=seed, force=force, on_bad_lines=on_bad_lines, offline=offline, progress=not quiet,
-    )  # fmt: skip
+    with new_dirs_removed_on_error(out):
+        path = build_dataset(
+            name, raw_dir=raw_dir, out=out, domains=_split_list(domains), ctr_ratios=ratios,
+            seed=seed, force=force, on_bad_lines=on_bad_lines, offline=offline,
+            progress=not quiet,
+        )  # fmt: skip
     click.echo(str(path))
 
 

@@ -334,6 +334,7 @@ def eval_cmd(
 
     Example: mdrbench eval --dataset ./data/amazon-6 --model mmoe --set lr=0.002 --set emb_dim=64
     """
+    from mdrbench.atomic import new_dirs_removed_on_error
     from mdrbench.config import parse_sets
     from mdrbench.results import aggregate, domain_table, render
 
@@ -360,21 +361,22 @@ def eval_cmd(
                 f"{doc['dataset'].get('name')} (manifest {want[:12]}, this one "
                 f"{data.info.manifest_sha256[:12]}); pass that build with --dataset"
             )
-    records = run_seeds(
-        dataset,
-        model,
-        method,
-        parse_seeds(seeds),
-        overrides,
-        out,
-        quiet,
-        verbose,
-        data=data,
-        predictions=predictions,
-        force=force,
-        profile=profile,
-        runs=runs,
-    )
+    with new_dirs_removed_on_error(out):  # a refused or failed run leaves no empty --out
+        records = run_seeds(
+            dataset,
+            model,
+            method,
+            parse_seeds(seeds),
+            overrides,
+            out,
+            quiet,
+            verbose,
+            data=data,
+            predictions=predictions,
+            force=force,
+            profile=profile,
+            runs=runs,
+        )
     click.echo(render(domain_table(aggregate(records)), "md"))
 
 

@@ -140,7 +140,7 @@ def test_2_an_empty_raw_file_never_builds_a_mislabelled_dataset(capsys, tmp_path
         "--domains", "Gift Cards,Software,Video Games",
     )  # fmt: skip
     assert "Software_5.json.gz" in err and "empty" in err
-    assert not (out / "amazon-13").exists()
+    assert not out.exists()  # nothing written, not even the --out folder it would have made
     # A gzip file with no reviews in it: the same.
     import gzip
 
@@ -180,7 +180,10 @@ def test_3_eval_refuses_a_dataset_that_does_not_match_its_manifest(capsys, data,
     p.write_bytes(bytes(b))
     err = user_error(capsys, "eval", "--dataset", bad, "--out", tmp_path / "r", *TINY)
     assert "train.parquet" in err and "manifest" in err
-    assert not list((tmp_path / "r").glob("*.json"))
+    assert not (tmp_path / "r").exists()  # the refused eval left no empty --out behind
+    (tmp_path / "r" / "keep").mkdir(parents=True)  # a folder that was there stays
+    user_error(capsys, "eval", "--dataset", bad, "--out", tmp_path / "r" / "keep" / "x", *TINY)
+    assert [p.name for p in (tmp_path / "r").rglob("*")] == ["keep"]
     # A file the manifest does not list: verify names it, eval refuses it.
     shutil.rmtree(bad)
     shutil.copytree(data, bad)
