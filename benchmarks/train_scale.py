@@ -312,7 +312,7 @@ def run_one(args) -> dict:
         timer.wrap(MAMDR, "regularize", "DR")
         timer.wrap(Snapshot, "__init__", "snapshot: dense copies")
         timer.wrap(Snapshot, "record", "snapshot: copy-on-write rows")
-        timer.wrap(Snapshot, "delta", "snapshot: delta")
+        timer.wrap(Snapshot, "delta_and_restore", "snapshot: delta and restore", before=count)
         timer.wrap(Snapshot, "restore", "snapshot: restore", before=count)
         fields = FRAMEWORKS.get(system).Config.__dataclass_fields__
         sets = dict(x.split("=", 1) for x in args.set)

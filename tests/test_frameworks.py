@@ -223,13 +223,16 @@ def test_snapshot_copies_touched_rows_only_and_restores_exactly():
         opt.step()
     saved = sum(len(i) for i in snap.rows["emb.weight"].idx)
     assert saved == 4  # rows 3, 7, 500, 42, each once
-    delta = snap.delta()
-    assert delta["emb.weight"].is_sparse and delta["emb.weight"]._nnz() == 4
-    full = before["emb.weight"] - emb.weight.detach()
-    torch.testing.assert_close(delta["emb.weight"].to_dense(), full, rtol=0, atol=0)
-    torch.testing.assert_close(delta["head.weight"], before["head.weight"] - head.weight.detach())
-    snap.restore()
-    for n, p in params.items():
+    moved = {n: p.detach().clone() for n, p in params.items()}
+    delta = snap.delta_and_restore()
+    d = delta["emb.weight"]
+    assert d.is_sparse and d.is_coalesced() and d._nnz() == 4
+    assert d._indices()[0].tolist() == [3, 7, 42, 500]  # sorted, as coalesce() gives
+    want = (before["emb.weight"] - moved["emb.weight"])[d._indices()[0]]
+    assert torch.equal(d._values(), want)
+    assert torch.equal(d.to_dense(), before["emb.weight"] - moved["emb.weight"])
+    assert torch.equal(delta["head.weight"], before["head.weight"] - moved["head.weight"])
+    for n, p in params.items():  # theta put back exactly
         assert torch.equal(p.detach(), before[n])
     assert not snap.rows["emb.weight"].seen.any()  # the reusable mask is clean again
 

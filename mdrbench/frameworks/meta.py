@@ -52,12 +52,6 @@ OPTIMIZERS = ("sgd", "adam", "adagrad")
 # ----------------------------------------------------------------------------- snapshots
 
 
-def _sparse(rows: Tensor, values: Tensor, shape: torch.Size) -> Tensor:
-    return torch.sparse_coo_tensor(
-        rows.unsqueeze(0), values, shape, check_invariants=False
-    ).coalesce()
-
-
 class _Rows:
     """Copy-on-write memory of one embedding table (sparse gradients): the original values
     of the rows that steps are about to change, each row saved once."""
@@ -91,15 +85,33 @@ class _Rows:
             self.idx.append(new)
             self.old.append(self.p.detach()[new])  # indexing copies
 
-    def delta(self) -> Tensor | None:
-        """theta - theta~ (sparse over the saved rows), None when nothing changed."""
+    def delta_and_restore(self) -> Tensor | None:
+        """theta - theta~ (sparse over the saved rows, coalesced), None when nothing
+        changed; theta put back. Part by part: each part of saved rows becomes its delta in
+        a buffer already in row order and is released, so the saved rows and the delta
+        never sit beside further copies (a DN pass saves about a whole table)."""
         w = self.p.detach()
         if self.full is not None:
-            return self.full - w
+            out = self.full - w
+            self.restore()
+            return out
         if not self.idx:
             return None
         rows = torch.cat(self.idx)
-        return _sparse(rows, torch.cat(self.old) - w[rows], w.shape)
+        order = torch.argsort(rows)  # unique rows: the order coalesce() gives
+        where = torch.empty_like(order)
+        where[order] = torch.arange(len(order), device=order.device)
+        vals = w.new_empty((len(rows), *w.shape[1:]))
+        i = 0
+        for k, (part, old) in enumerate(zip(self.idx, self.old)):
+            vals[where[i : i + len(part)]] = old - w[part]
+            w[part] = old
+            self.old[k] = None  # released as soon as it is back in place
+            i += len(part)
+        self.old = []
+        return torch.sparse_coo_tensor(
+            rows[order].unsqueeze(0), vals, w.shape, check_invariants=False, is_coalesced=True
+        )
 
     def restore(self) -> None:
         w = self.p.detach()
@@ -116,7 +128,8 @@ class _Rows:
 
 
 class Snapshot:
-    """theta at one moment, to difference against (`delta`) and restore (`restore`).
+    """theta at one moment, to difference against and restore (`delta_and_restore`), or
+    just restore (`restore`).
 
     Dense parameters are cloned here; tables in `sparse_names` are copy-on-write: call
     `record()` after each backward and before the optimizer step (`MetaFramework.inner_step`
@@ -150,13 +163,6 @@ class Snapshot:
             if g is not None:
                 r.save(g)
 
-    def delta(self) -> dict[str, Tensor | None]:
-        """theta - theta~ for every parameter (sparse for tables; None = unchanged table)."""
-        out: dict[str, Tensor | None] = {
-            n: t - self.params[n].detach() for n, t in self.dense.items()
-        }
-        out.update({n: r.delta() for n, r in self.rows.items()})
-        return out
 
     def restore(self) -> None:
         """Put theta back into the parameters (in place) and release the snapshot."""
@@ -168,9 +174,17 @@ class Snapshot:
                 r.close()
 
     def delta_and_restore(self) -> dict[str, Tensor | None]:
-        d = self.delta()
-        self.restore()
-        return d
+        """theta - theta~ for every parameter (sparse for tables; None = unchanged table),
+        and theta put back (in place) and the snapshot released, as `restore`."""
+        out: dict[str, Tensor | None] = {}
+        with torch.no_grad():
+            for n, t in self.dense.items():
+                out[n] = t - self.params[n].detach()
+                self.params[n].detach().copy_(t)
+            for n, r in self.rows.items():
+                out[n] = r.delta_and_restore()
+                r.close()
+        return out
 
 
 class GradSum:
