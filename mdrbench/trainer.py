@@ -12,7 +12,7 @@ import math
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -219,43 +219,86 @@ def environment(device: torch.device) -> dict:
     }
 
 
+def _read(path: Path) -> Any:
+    # our own file, written by _BestStates.save: any picklable state a framework returns
+    return torch.load(path, weights_only=False)
+
+
+class _Parts(Sequence):
+    """A list entry of a kept state (one element per domain, as MAMDR's theta_d), each
+    element read from its own file when it is asked for and not kept here: a framework's
+    `load_state_dict`, iterating, holds one domain's loaded copy at a time."""
+
+    def __init__(self, files: list[Path]):
+        self._files = files
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [_read(f) for f in self._files[i]]
+        return _read(self._files[i])
+
+
 class _BestStates:
     """The best states so far, kept on disk rather than in memory, as the authors' Keras
-    `ModelCheckpoint(save_best_only=True)` keeps them: one file per key (the stage's state,
-    or a domain's), written with `torch.save` straight from the live tensors (a framework's
-    `state_dict` gives references, no copy) and read back with `torch.load` memory-mapped
-    (exact, bit for bit): a loaded tensor takes memory only as it is read, so putting a
-    state back never holds a second full copy beside the live one. A state of MAMDR at
-    Amazon-6's id space holds its theta_d tables (docs/benchmarks.md). The folder is a
-    fresh temporary one, removed by `close` at the end of training and, should training
-    fail, when this object is collected or at the latest when Python exits."""
+    `ModelCheckpoint(save_best_only=True)` keeps them, and read back exactly (bit for bit).
+    A key is the stage's state or a domain's. States are written with `torch.save` straight
+    from the live tensors (a framework's `state_dict` gives references, no copy), in parts:
+    each entry of a state dict in its own file, and each element of a list entry in its
+    own (`_Parts`). Putting a state back so never holds a second full copy beside the live
+    one, only one part at a time: at Amazon-6's id space MAMDR's state holds its theta_d
+    tables, each domain's about 0.1 to 0.2 GiB (docs/benchmarks.md). The folder is a fresh
+    temporary one, removed by `close` at the end of training and, should training fail,
+    when this object is collected or at the latest when Python exits."""
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="mdrbench-best-"))
         self._files: set[Path] = set()  # removed one by one: the folder itself only if empty
+        self._layout: dict[str, Any] = {}  # key -> its file, or {entry: file | [files]}
+        self._serial = 0
         self._cleanup = weakref.finalize(self, _remove_files, self.dir, self._files)
 
-    def _path(self, key: str) -> Path:
-        return self.dir / f"{key}.pt"
+    def _write(self, key: str, obj: Any) -> Path:
+        self._serial += 1
+        path = self.dir / f"{key}.{self._serial}.pt"
+        self._files.add(path)
+        torch.save(obj, path)
+        return path
 
     def save(self, key: str, state: Any) -> None:
-        tmp, path = self.dir / f"{key}.tmp", self._path(key)
-        self._files.update((tmp, path))
-        torch.save(state, tmp)
-        tmp.replace(path)
+        if isinstance(state, dict):
+            layout: Any = {
+                k: [self._write(key, x) for x in v] if isinstance(v, list) else self._write(key, v)
+                for k, v in state.items()
+            }
+        else:
+            layout = self._write(key, state)
+        self.drop(key)  # the previous best, once the new one is complete
+        self._layout[key] = layout
 
     def has(self, key: str) -> bool:
-        return self._path(key).exists()
+        return key in self._layout
 
     def load(self, key: str) -> Any:
-        # our own file, written by save() above: any picklable state a framework returns
-        return torch.load(self._path(key), weights_only=False, mmap=True)
+        layout = self._layout[key]
+        if not isinstance(layout, dict):
+            return _read(layout)
+        return {k: _Parts(v) if isinstance(v, list) else _read(v) for k, v in layout.items()}
 
     def drop(self, key: str) -> None:
-        try:
-            self._path(key).unlink(missing_ok=True)
-        except OSError:  # still mapped where that forbids it (Windows): left for close()
-            pass
+        layout = self._layout.pop(key, None)
+        files = (
+            []
+            if layout is None
+            else [layout]
+            if not isinstance(layout, dict)
+            else [f for v in layout.values() for f in (v if isinstance(v, list) else [v])]
+        )
+        for f in files:
+            f.unlink(missing_ok=True)
+            self._files.discard(f)
 
     def close(self) -> None:
         self._cleanup()
@@ -263,10 +306,7 @@ class _BestStates:
 
 def _remove_files(folder: Path, files: set[Path]) -> None:
     for f in files:
-        try:
-            f.unlink(missing_ok=True)
-        except OSError:
-            pass
+        f.unlink(missing_ok=True)
     try:
         folder.rmdir()
     except OSError:  # not empty: not only ours

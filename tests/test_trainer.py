@@ -221,11 +221,43 @@ def test_best_state_is_kept_on_disk_and_removed(amazon, tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", lambda obj, f: (saved.append(obj), real(obj, f)))
     res = train(amazon, "mlp", _Scripted, overrides=tiny_overrides("mlp", epochs=20))
     assert res.record["best_epoch"] == 2 and res.record["metrics"]["test"]["auc_mean"] == 1.0
-    assert saved == [{"epoch": 1}, {"epoch": 2}]
+    assert saved == [1, 2]  # each entry of the state {"epoch": n} in its own file
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(RuntimeError, match="boom"):
         train(amazon, "mlp", _Failing, overrides=tiny_overrides("mlp", epochs=20))
     gc.collect()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_kept_state_is_read_back_one_part_at_a_time(tmp_path, monkeypatch):
+    """Each entry of a state, and each element of a list entry (MAMDR's theta_d per
+    domain), is its own file, read only when a framework asks for that element: putting a
+    state back holds one part's copy at a time, never all of them."""
+    import tempfile
+
+    from mdrbench.trainer import _BestStates
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    kept = _BestStates()
+    state = {
+        "model": {"w": torch.arange(4.0)},
+        "offsets": [{"t": torch.full((3,), d)} for d in range(3)],
+    }
+    kept.save("stage", state)
+    assert len(list(kept.dir.iterdir())) == 4
+    reads = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda f, **kw: reads.append(str(f)) or real(f, **kw))
+    back = kept.load("stage")
+    assert len(reads) == 1 and torch.equal(back["model"]["w"], state["model"]["w"])
+    assert len(back["offsets"]) == 3 and len(reads) == 1  # nothing read yet
+    for d, off in enumerate(back["offsets"]):
+        assert len(reads) == 2 + d and torch.equal(off["t"], state["offsets"][d]["t"])
+    kept.save("stage", {"model": {"w": torch.zeros(1)}})  # a new best replaces the old files
+    assert len(list(kept.dir.iterdir())) == 1 and kept.has("stage")
+    kept.drop("stage")
+    assert not kept.has("stage") and list(kept.dir.iterdir()) == []
+    kept.close()
     assert list(tmp_path.iterdir()) == []
 
 
