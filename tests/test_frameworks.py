@@ -8,6 +8,7 @@ FRAMEWORKS_TESTED lists the frameworks this file covers (for tests/test_registry
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import math
@@ -944,3 +945,26 @@ def test_the_best_state_is_read_back_only_when_training_went_past_it(amazon, mon
     assert capped.record["stages"][0]["best_epoch"] == 1 and loads == []
     res = train(amazon, "mlp", "alternate", overrides=tiny_overrides("mlp", epochs=0))
     assert res.record["best_epoch"] < len(res.history) and loads == ["stage"]
+
+
+def test_offsets_are_evaluated_in_place_and_taken_out_exactly(amazon):
+    """MAMDR and the finetune stage evaluate a domain by writing theta_d into the model for
+    the domain's rows (no copy of a table per domain): the same probabilities, bit for bit,
+    as through a copy of theta_S + theta_d, and theta_S exactly as before, on an error too."""
+    fw = train(amazon, "mlp", "mamdr", overrides=tiny_overrides("mlp", epochs=1, k=1)).framework
+    before = {n: p.detach().clone() for n, p in fw.named_params().items()}
+
+    @contextlib.contextmanager
+    def copied(d):
+        yield fw.params_for_domain(d)
+
+    got = fw.predict(amazon.test)
+    assert np.array_equal(got, fw.predict(amazon.test, domain_params=copied))
+    for n, p in fw.named_params().items():
+        assert torch.equal(p.detach(), before[n])
+    with pytest.raises(RuntimeError, match="boom"):
+        with fw.domain_params(0):
+            assert not torch.equal(fw.model.inputs.user.weight, before["inputs.user.weight"])
+            raise RuntimeError("boom")
+    for n, p in fw.named_params().items():
+        assert torch.equal(p.detach(), before[n])

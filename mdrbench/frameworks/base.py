@@ -27,6 +27,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -319,28 +320,37 @@ class Framework:
         """The parameters domain `d` is evaluated with; None = the model's own."""
         return None
 
+    @contextmanager
+    def domain_params(self, d: int) -> Iterator[Params | None]:
+        """Domain `d`'s parameters for the length of a `with` block (what `predict` uses):
+        by default `params_for_domain(d)`. Frameworks whose domains differ from the model by
+        offsets (MAMDR, the finetune stage) write them into the model for the block and take
+        them out after, exactly, instead of building a copy of every table per domain."""
+        yield self.params_for_domain(d)
+
     @torch.no_grad()
     def predict(
         self,
         split: Split,
         batch_size: int | None = None,
-        params_fn: Callable[[int], Params | None] | None = None,
+        domain_params: Callable[[int], AbstractContextManager] | None = None,
     ) -> np.ndarray:
-        """Click probabilities (float64) for every row of `split`, each domain evaluated with
-        `params_fn(d)` (default `params_for_domain(d)`); the model is left in eval mode."""
+        """Click probabilities (float64) for every row of `split`, each domain evaluated
+        with `domain_params(d)` (default `self.domain_params`); the model is left in eval
+        mode."""
         self.model.eval()
         bs = batch_size or self.ctx.train.eval_batch_size
-        params_fn = params_fn or self.params_for_domain
+        domain_params = domain_params or self.domain_params
         out = torch.empty(len(split), dtype=torch.float64)
         for d in range(split.n_domains):
             rows = split.rows(d)
             if rows.stop == rows.start:
                 continue
-            params = params_fn(d)
-            for i in range(rows.start, rows.stop, bs):
-                sl = slice(i, min(i + bs, rows.stop))
-                logits = self.forward(split.take(sl), params)
-                out[sl] = torch.sigmoid(logits.double()).cpu()
+            with domain_params(d) as params:
+                for i in range(rows.start, rows.stop, bs):
+                    sl = slice(i, min(i + bs, rows.stop))
+                    logits = self.forward(split.take(sl), params)
+                    out[sl] = torch.sigmoid(logits.double()).cpu()
         return out.numpy()
 
     def state_dict(self) -> dict[str, Any]:

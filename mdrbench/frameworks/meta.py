@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,7 +163,6 @@ class Snapshot:
             g = self.params[n].grad
             if g is not None:
                 r.save(g)
-
 
     def restore(self) -> None:
         """Put theta back into the parameters (in place) and release the snapshot."""
@@ -355,6 +355,18 @@ class DomainOffsets:
                     off.add_(moved[n] - off, alpha=rate)
         snap.restore()
 
+    @contextmanager
+    def entered(self, d: int, params: Mapping[str, Tensor], sparse_names) -> Iterator[None]:
+        """theta_S + theta_d written into the model's parameters for a `with` block, theta_S
+        put back exactly after it (on an error too): evaluation without building a copy of
+        a whole table per domain (the table's saved rows are those domain d holds)."""
+        snap = Snapshot({n: params[n] for n in self.names}, sparse_names)
+        try:
+            self.enter(d, snap)
+            yield
+        finally:
+            snap.restore()
+
     def params(self, d: int, params: Mapping[str, Tensor]) -> Params:
         """Theta_d for `functional_call`: theta_S + theta_d (tables: a copy of theta_S's
         table with domain d's rows added, built for this evaluation only)."""
@@ -500,8 +512,11 @@ class DomainFinetune:
     def params_for_domain(self, d: int) -> Params:
         return self.offsets.params(d, self.fw.named_params())
 
+    def domain_params(self, d: int):
+        return self.offsets.entered(d, self.fw.named_params(), self.fw.sparse_names)
+
     def predict(self, split: Split) -> np.ndarray:
-        return self.fw.predict(split, params_fn=self.params_for_domain)
+        return self.fw.predict(split, domain_params=self.domain_params)
 
     def state_dict(self) -> dict:
         """References, not copies (`Framework.state_dict`)."""
@@ -856,6 +871,11 @@ class MAMDR(DN):
         if self.offsets is None:
             return None
         return self.offsets.params(d, self.named_params())
+
+    def domain_params(self, d: int):
+        if self.offsets is None:
+            return nullcontext()
+        return self.offsets.entered(d, self.named_params(), self.sparse_names)
 
     def finetune_start(self, names: Sequence[str]) -> DomainOffsets:
         """The finetune stage starts each domain from theta_S + theta_d (authors:
