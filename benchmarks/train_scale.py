@@ -173,10 +173,12 @@ class _Timer:
         self.seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
 
-    def wrap(self, cls, name: str, key: str, before=None) -> None:
+    def wrap(self, cls, name: str, key: str, before=None, skip=None) -> None:
         fn = getattr(cls, name)
 
         def timed(obj, *a, **kw):
+            if skip is not None and skip():  # not counted (e.g. during evaluation)
+                return fn(obj, *a, **kw)
             if before is not None:
                 before(obj)
             t0 = time.perf_counter()
@@ -296,7 +298,7 @@ def run_one(args) -> dict:
         r = run_mdrbench(data, "alternate", {"sparse_embeddings": False, **over}, None, 1)
         r["subset"] = True
     else:  # a learning framework, one epoch; its snapshots timed and their rows counted
-        from mdrbench.frameworks import FRAMEWORKS
+        from mdrbench.frameworks import FRAMEWORKS, Framework
         from mdrbench.frameworks.meta import DN, MAMDR, Snapshot
 
         timer = _Timer()
@@ -308,12 +310,31 @@ def run_one(args) -> dict:
                 copied[n] = copied.get(n, 0) + sum(int(t.numel()) for t in rows.idx)
                 table_rows[n] = int(rows.p.shape[0])
 
+        # training's snapshots only: evaluation writes a domain's theta_d in and out
+        # through one too (DomainOffsets.entered), which is evaluation's cost, not these
+        evaluating = [False]
+
+        def predicting(fw, *a, **kw):
+            evaluating[0] = True
+            try:
+                return predict(fw, *a, **kw)
+            finally:
+                evaluating[0] = False
+
+        predict = Framework.predict
+        Framework.predict = predicting
+
+        def skip():
+            return evaluating[0]
+
         timer.wrap(DN, "negotiate", "DN")
         timer.wrap(MAMDR, "regularize", "DR")
-        timer.wrap(Snapshot, "__init__", "snapshot: dense copies")
-        timer.wrap(Snapshot, "record", "snapshot: copy-on-write rows")
-        timer.wrap(Snapshot, "delta_and_restore", "snapshot: delta and restore", before=count)
-        timer.wrap(Snapshot, "restore", "snapshot: restore", before=count)
+        timer.wrap(Snapshot, "__init__", "snapshot: dense copies", skip=skip)
+        timer.wrap(Snapshot, "record", "snapshot: copy-on-write rows", skip=skip)
+        timer.wrap(
+            Snapshot, "delta_and_restore", "snapshot: delta and restore", before=count, skip=skip
+        )
+        timer.wrap(Snapshot, "restore", "snapshot: restore", before=count, skip=skip)
         fields = FRAMEWORKS.get(system).Config.__dataclass_fields__
         sets = dict(x.split("=", 1) for x in args.set)
         sets = {k: v for k, v in sets.items() if k in fields}  # framework options it has
