@@ -256,46 +256,43 @@ class _BestStates:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="mdrbench-best-"))
         self._files: set[Path] = set()  # removed one by one: the folder itself only if empty
-        self._layout: dict[str, Any] = {}  # key -> its file, or {entry: file | [files]}
+        # key -> (its file, or {entry: file | [files]}; every file of it)
+        self._layout: dict[str, tuple[Any, list[Path]]] = {}
         self._serial = 0
         self._cleanup = weakref.finalize(self, _remove_files, self.dir, self._files)
 
-    def _write(self, key: str, obj: Any) -> Path:
-        self._serial += 1
-        path = self.dir / f"{key}.{self._serial}.pt"
-        self._files.add(path)
-        torch.save(obj, path)
-        return path
-
     def save(self, key: str, state: Any) -> None:
+        written: list[Path] = []
+
+        def write(obj: Any) -> Path:
+            self._serial += 1
+            path = self.dir / f"{key}.{self._serial}.pt"
+            self._files.add(path)
+            written.append(path)
+            torch.save(obj, path)
+            return path
+
         if isinstance(state, dict):
             layout: Any = {
-                k: [self._write(key, x) for x in v] if isinstance(v, list) else self._write(key, v)
+                k: [write(x) for x in v] if isinstance(v, list) else write(v)
                 for k, v in state.items()
             }
         else:
-            layout = self._write(key, state)
+            layout = write(state)
         self.drop(key)  # the previous best, once the new one is complete
-        self._layout[key] = layout
+        self._layout[key] = (layout, written)
 
     def has(self, key: str) -> bool:
         return key in self._layout
 
     def load(self, key: str) -> Any:
-        layout = self._layout[key]
+        layout, _ = self._layout[key]
         if not isinstance(layout, dict):
             return _read(layout)
         return {k: _Parts(v) if isinstance(v, list) else _read(v) for k, v in layout.items()}
 
     def drop(self, key: str) -> None:
-        layout = self._layout.pop(key, None)
-        files = (
-            []
-            if layout is None
-            else [layout]
-            if not isinstance(layout, dict)
-            else [f for v in layout.values() for f in (v if isinstance(v, list) else [v])]
-        )
+        _, files = self._layout.pop(key, (None, []))
         for f in files:
             f.unlink(missing_ok=True)
             self._files.discard(f)
