@@ -241,7 +241,9 @@ def run_deepctr(data, batches: int, device: str) -> dict:
 def run_mdrbench(
     data, method: str, overrides: dict, timer: _Timer | None = None, epochs: int = 1
 ) -> dict:
-    from mdrbench.frameworks.meta import DN, MAMDR, DomainFinetune, DomainOffsets
+    from mdrbench.frameworks.finetune import DomainFinetune
+    from mdrbench.frameworks.mamdr import DN, MAMDR
+    from mdrbench.frameworks.params import DomainOffsets
     from mdrbench.trainer import _BestStates, _Evaluator, resolve_config, train
 
     run = resolve_config("mlp", method, {"epochs": epochs, **overrides})
@@ -299,7 +301,8 @@ def run_one(args) -> dict:
         r["subset"] = True
     else:  # a learning framework, one epoch; its snapshots timed and their rows counted
         from mdrbench.frameworks import FRAMEWORKS, Framework
-        from mdrbench.frameworks.meta import DN, MAMDR, Snapshot
+        from mdrbench.frameworks.mamdr import DN, MAMDR
+        from mdrbench.frameworks.params import Snapshot
 
         timer = _Timer()
         copied: dict[str, int] = {}

@@ -9,7 +9,7 @@
   result of this run whose predictions are missing, truncated or inconsistent: it does not
   count and is redone), or "conflict" (a result of another config or build, or a file that
   is not a result, holds the path: refused, as `mdrbench eval` refuses it).
-- `execute(run)`: one run, through `cli_train.run_seeds` (the code `mdrbench eval` runs),
+- `execute(run)`: one run, through `cli/train.py: run_seeds` (the code `mdrbench eval` runs),
   which writes the predictions and then the JSON as one unit: a run killed mid-way leaves
   no JSON, hence nothing that counts.
 - `sweep(...)`: skips what is done, runs the rest on a backend (`LocalBackend`: one process
@@ -342,9 +342,9 @@ def task_dataset(task: Mapping[str, Any]) -> str:
 
 
 def execute(task: Mapping[str, Any]) -> None:
-    """One run, exactly as `mdrbench eval` does it (`cli_train.run_seeds`), on the dataset
+    """One run, exactly as `mdrbench eval` does it (`cli/train.py: run_seeds`), on the dataset
     `task_dataset` gives."""
-    from mdrbench.cli_train import run_seeds
+    from mdrbench.cli.train import run_seeds
 
     run_seeds(task_dataset(task), task["model"], task["method"], [task["seed"]],
               dict(task["overrides"]), Path(task["out"]), force=task["force"],
@@ -417,7 +417,7 @@ class Finished:
 
 # Imported once by the local backend's fork server, not by each run: torch, the trainer,
 # and torch._dynamo (which torch.optim imports on first use: ~2 s per process).
-PRELOAD = ["mdrbench.cli_train", "mdrbench.trainer", "torch._dynamo", "pyarrow.parquet"]
+PRELOAD = ["mdrbench.cli.train", "mdrbench.trainer", "torch._dynamo", "pyarrow.parquet"]
 
 
 class LocalBackend:

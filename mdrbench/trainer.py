@@ -26,7 +26,7 @@ from mdrbench.config import RunConfig, TrainConfig, apply_overrides, check_value
 from mdrbench.data import MDRData, Split, load_dataset
 from mdrbench.errors import UserError
 from mdrbench.evaluate import evaluate
-from mdrbench.frameworks import FRAMEWORKS, Context, Framework, set_sparse_embeddings
+from mdrbench.frameworks import FRAMEWORKS, Context, Framework, Stage, set_sparse_embeddings
 from mdrbench.log import bar as progress_bar
 from mdrbench.log import get as get_logger
 from mdrbench.models import MODELS
@@ -353,156 +353,18 @@ def train(
     generator = torch.Generator().manual_seed(tc.seed)
     ctx = Context(data=data, train=tc, device=device, generator=generator, log=log)
     fw = _framework_class(method)(net, ctx, run.framework)
-    evaluator = _Evaluator(fw, data)
-    n_dom = info.n_domains
 
     # 2. Stages, each with early stopping; the best state is kept on disk.
-    history: list[dict] = []
-    stage_records: list[dict] = []
-    epoch = best_epoch = samples = 0
-    train_time = 0.0
+    t = _Training(fw, _Evaluator(fw, data), log, log_domains, progress)
     t_start = time.perf_counter()
-    runner: Any = fw
-    kept = _BestStates()  # the best states, on disk
-    for si, stage in enumerate(fw.stages()):
-        fw.begin_stage(stage)
-        runner = evaluator.runner = fw.stage_runner(stage)
-        per_domain = stage.select == "domain"
-        if stage.select not in ("mean", "domain"):
-            raise ValueError(f"stage {stage.name}: select must be 'mean' or 'domain'")
-        best = {d: -math.inf for d in range(n_dom)} if per_domain else -math.inf
-        gate = dict(best) if per_domain else best  # the patience counter's reference
-        kept_best = False  # a stage's best state is in `kept` ("stage"; "domain<d>")
-        bad = dict.fromkeys(range(n_dom), 0) if per_domain else 0
-        active = list(range(n_dom))
-        # the epoch each domain last trained in, and the one its kept state is from: the
-        # same, and the live state is the kept one (nothing to load back)
-        trained_at = dict.fromkeys(range(n_dom), 0)
-        kept_at = dict.fromkeys(range(n_dom), -1)
-        if si > 0 and stage.keep_start:  # the previous stage's result: a first candidate
-            val = evaluator("val")
-            if per_domain:
-                for d, name in enumerate(info.domain_names):
-                    best[d] = gate[d] = _score(val["domains"][name])
-                    kept.save(f"domain{d}", runner.domain_state(d))
-            else:
-                best, kept_best = _score(val), True
-                kept.save("stage", runner.state_dict())
-                gate = best
-        cap = stage.max_epochs or tc.epochs or None
-        n_epochs, stopped, stage_best = 0, "early_stop", 0
-        while True:
-            if not active:
-                break
-            if cap is not None and n_epochs >= cap:
-                stopped = "cap"
-                break
-            epoch += 1
-            n_epochs += 1
-            net.train()
-            t0 = time.perf_counter()
-            bar = progress_bar(desc=f"epoch {epoch} [{stage.name}]", unit=" rows",
-                               unit_scale=True, enabled=progress)  # fmt: skip
-            if not bar.disable:
-                data.train.on_take = bar.update
-            try:
-                stats = runner.train_epoch(epoch, list(active))
-            finally:
-                data.train.on_take = None
-                bar.close()
-            dt = time.perf_counter() - t0
-            if not math.isfinite(stats.loss) and stats.samples:
-                raise _diverged(f"the training loss is {stats.loss} at epoch {epoch}")
-            train_time += dt
-            samples += stats.samples
-            val = evaluator("val")
-            history.append(
-                {
-                    "epoch": epoch,
-                    "stage": stage.name,
-                    "loss": stats.loss,
-                    "samples": stats.samples,
-                    "seconds": dt,
-                    "val_auc": val["auc_mean"],
-                }
-            )
-            log(
-                f"epoch {epoch:3d} [{stage.name}] loss {stats.loss:.4f}  val auc "
-                f"{_fmt(val['auc_mean'])}  {dt:.1f}s  {stats.samples / max(dt, 1e-9):,.0f} samples/s"
-            )
-            if log_domains:
-                for d, name in enumerate(info.domain_names):
-                    dl = stats.domain_loss.get(d)
-                    log(
-                        f"    domain {d:3d} {name[:30]:30s} loss {_fmt(dl)}  val auc "
-                        f"{_fmt(val['domains'][name]['auc'])}"
-                    )
-            if per_domain:
-                for d in list(active):
-                    trained_at[d] = epoch
-                    sc = _score(val["domains"][info.domain_names[d]])
-                    if sc > best[d]:
-                        best[d], kept_at[d] = sc, epoch
-                        kept.save(f"domain{d}", runner.domain_state(d))
-                        best_epoch = stage_best = epoch
-                    if sc - stage.min_delta > gate[d]:
-                        gate[d], bad[d] = sc, 0
-                    else:
-                        bad[d] += 1
-                        if bad[d] >= tc.patience:
-                            active.remove(d)
-            else:
-                sc = _score(val)
-                if sc > best:
-                    best, kept_best, best_epoch, stage_best = sc, True, epoch, epoch
-                    kept.save("stage", runner.state_dict())
-                if sc - stage.min_delta > gate:
-                    gate, bad = sc, 0
-                else:
-                    bad += 1
-                    if bad >= tc.patience:
-                        break
-        if per_domain:  # each domain's best back, unless it is the live state already
-            for d in range(n_dom):
-                if kept.has(f"domain{d}"):
-                    if kept_at[d] != trained_at[d]:
-                        runner.load_domain_state(d, kept.load(f"domain{d}"))
-                    kept.drop(f"domain{d}")
-        elif kept_best:
-            if stage_best != epoch or n_epochs == 0:
-                runner.load_state_dict(kept.load("stage"))
-            kept.drop("stage")
-        rising = (
-            [info.domain_names[d] for d in active if bad[d] == 0]
-            if per_domain
-            else ([] if bad else ["average"])
-        )
-        if stopped == "cap":
-            still = f", validation AUC still rising ({', '.join(rising)})" if rising else ""
-            log(f"stage {stage.name}: stopped at the epoch cap ({cap}){still}")
-        metrics = {"val": evaluator("val"), "test": evaluator("test")}
-        stage_records.append(
-            {
-                "name": stage.name,
-                "epochs": n_epochs,
-                "best_epoch": stage_best,
-                "stopped_by": stopped,
-                "val_auc_rising": bool(stopped == "cap" and rising),
-                "metrics": metrics,
-            }
-        )
-        if len(fw.stages()) > si + 1:
-            log(
-                f"stage {stage.name}: best epoch {stage_best}, val auc "
-                f"{_fmt(metrics['val']['auc_mean'])}, test auc {_fmt(metrics['test']['auc_mean'])}"
-            )
-    kept.close()
+    stage_records = [t.train_stage(si, stage) for si, stage in enumerate(fw.stages())]
+    t.kept.close()
     train_seconds = time.perf_counter() - t_start
 
     # 3. Numbers of the selected state, from the one evaluator (the last stage's).
     metrics = stage_records[-1]["metrics"]
     log(
-        f"best epoch {best_epoch}: val auc {_fmt(metrics['val']['auc_mean'])}, "
+        f"best epoch {t.best_epoch}: val auc {_fmt(metrics['val']['auc_mean'])}, "
         f"test auc {_fmt(metrics['test']['auc_mean'])}"
     )
     capped = [s["name"] for s in stage_records if s["stopped_by"] == "cap"]
@@ -514,19 +376,219 @@ def train(
         "method": method if isinstance(method, str) else method.__name__,
         "seed": tc.seed,
         "config": run.to_dict(),
-        "best_epoch": best_epoch,
+        "best_epoch": t.best_epoch,
         "metrics": metrics,
         "stages": stage_records,
         "stopped_at_cap": capped,
         "environment": environment(device),
         "train_seconds": train_seconds,
-        "samples_per_second": samples / train_time if train_time > 0 else 0.0,
-        "n_parameters": int(runner.n_parameters()),
-        "history": history,  # one entry per epoch: epoch, stage, loss, samples, seconds, val_auc
+        "samples_per_second": t.samples / t.train_time if t.train_time > 0 else 0.0,
+        "n_parameters": int(t.runner.n_parameters()),
+        "history": t.history,  # one entry per epoch: epoch, stage, loss, samples, seconds, val_auc
     }
     return RunResult(
-        record=record, history=history, framework=fw, test_scores=evaluator.probs["test"]
+        record=record, history=t.history, framework=fw, test_scores=t.evaluator.probs["test"]
     )
+
+
+class _Training:
+    """A run's stages, one after the other (`train_stage`), and what they add up: the epoch
+    count across stages, the best epoch, samples and training time, the history (one entry
+    per epoch) and the best states kept on disk (`kept`)."""
+
+    def __init__(
+        self,
+        fw: Framework,
+        evaluator: _Evaluator,
+        log: Callable[[str], None],
+        log_domains: bool,
+        progress: bool,
+    ):
+        self.fw, self.evaluator, self.log = fw, evaluator, log
+        self.log_domains, self.progress = log_domains, progress
+        self.tc: TrainConfig = fw.ctx.train
+        self.data: MDRData = fw.ctx.data
+        self.history: list[dict] = []
+        self.epoch = self.best_epoch = self.samples = 0
+        self.train_time = 0.0
+        self.runner: Any = fw  # what trains and predicts in the current stage
+        self.kept = _BestStates()  # the best states, on disk
+
+    def train_stage(self, si: int, stage: Stage) -> dict:
+        """Stage `si`: train to early stopping (or the epoch cap), put its best state back;
+        returns the stage's record (epochs, best epoch, why it stopped, its metrics)."""
+        fw, log = self.fw, self.log
+        fw.begin_stage(stage)
+        runner = self.runner = self.evaluator.runner = fw.stage_runner(stage)
+        stopper = _EarlyStopping(stage, self.data.info.domain_names, self.tc.patience,
+                                 runner, self.kept)  # fmt: skip
+        if si > 0 and stage.keep_start:  # the previous stage's result: a first candidate
+            stopper.start_from(self.evaluator("val"))
+        cap = stage.max_epochs or self.tc.epochs or None
+        n_epochs, stopped = 0, "early_stop"
+        while stopper.active:
+            if cap is not None and n_epochs >= cap:
+                stopped = "cap"
+                break
+            self.epoch += 1
+            n_epochs += 1
+            stop = stopper.update(self.epoch, self.train_epoch(stage, stopper.active))
+            if stopper.stage_best == self.epoch:
+                self.best_epoch = self.epoch
+            if stop:
+                break
+        stopper.restore_best(self.epoch, n_epochs)
+        rising = stopper.rising()
+        if stopped == "cap":
+            still = f", validation AUC still rising ({', '.join(rising)})" if rising else ""
+            log(f"stage {stage.name}: stopped at the epoch cap ({cap}){still}")
+        metrics = {"val": self.evaluator("val"), "test": self.evaluator("test")}
+        if len(fw.stages()) > si + 1:
+            log(
+                f"stage {stage.name}: best epoch {stopper.stage_best}, val auc "
+                f"{_fmt(metrics['val']['auc_mean'])}, test auc {_fmt(metrics['test']['auc_mean'])}"
+            )
+        return {
+            "name": stage.name,
+            "epochs": n_epochs,
+            "best_epoch": stopper.stage_best,
+            "stopped_by": stopped,
+            "val_auc_rising": bool(stopped == "cap" and rising),
+            "metrics": metrics,
+        }
+
+    def train_epoch(self, stage: Stage, active: list[int]) -> dict:
+        """One epoch of the runner over the `active` domains, timed, logged and added to
+        the history; returns the validation metrics after it."""
+        epoch, data, log = self.epoch, self.data, self.log
+        self.fw.model.train()
+        t0 = time.perf_counter()
+        bar = progress_bar(desc=f"epoch {epoch} [{stage.name}]", unit=" rows",
+                           unit_scale=True, enabled=self.progress)  # fmt: skip
+        if not bar.disable:
+            data.train.on_take = bar.update
+        try:
+            stats = self.runner.train_epoch(epoch, list(active))
+        finally:
+            data.train.on_take = None
+            bar.close()
+        dt = time.perf_counter() - t0
+        if not math.isfinite(stats.loss) and stats.samples:
+            raise _diverged(f"the training loss is {stats.loss} at epoch {epoch}")
+        self.train_time += dt
+        self.samples += stats.samples
+        val = self.evaluator("val")
+        self.history.append(
+            {
+                "epoch": epoch,
+                "stage": stage.name,
+                "loss": stats.loss,
+                "samples": stats.samples,
+                "seconds": dt,
+                "val_auc": val["auc_mean"],
+            }
+        )
+        log(
+            f"epoch {epoch:3d} [{stage.name}] loss {stats.loss:.4f}  val auc "
+            f"{_fmt(val['auc_mean'])}  {dt:.1f}s  {stats.samples / max(dt, 1e-9):,.0f} samples/s"
+        )
+        if self.log_domains:
+            for d, name in enumerate(data.info.domain_names):
+                dl = stats.domain_loss.get(d)
+                log(
+                    f"    domain {d:3d} {name[:30]:30s} loss {_fmt(dl)}  val auc "
+                    f"{_fmt(val['domains'][name]['auc'])}"
+                )
+        return val
+
+
+class _EarlyStopping:
+    """A stage's early stopping and best state (`Stage`). select="mean": the state of the
+    best average validation AUC is kept ("stage"), and the stage stops after `patience`
+    epochs that did not beat the patience reference by more than `min_delta`.
+    select="domain": the same for each domain on its own validation AUC ("domain<d>"), and
+    a domain that stops drops out of `active` (the stage ends when none is left). Best
+    states go to `kept` (on disk); `restore_best` puts them back into the runner."""
+
+    def __init__(
+        self, stage: Stage, names: list[str], patience: int, runner: Any, kept: _BestStates
+    ):
+        if stage.select not in ("mean", "domain"):
+            raise ValueError(f"stage {stage.name}: select must be 'mean' or 'domain'")
+        self.stage, self.names, self.patience = stage, names, patience
+        self.runner, self.kept = runner, kept
+        n_dom = len(names)
+        self.per_domain = per_domain = stage.select == "domain"
+        self.best: Any = {d: -math.inf for d in range(n_dom)} if per_domain else -math.inf
+        self.gate: Any = dict(self.best) if per_domain else self.best  # patience reference
+        self.kept_best = False  # a stage's best state is in `kept` ("stage"; "domain<d>")
+        self.bad: Any = dict.fromkeys(range(n_dom), 0) if per_domain else 0
+        self.active = list(range(n_dom))
+        # the epoch each domain last trained in, and the one its kept state is from: the
+        # same, and the live state is the kept one (nothing to load back)
+        self.trained_at = dict.fromkeys(range(n_dom), 0)
+        self.kept_at = dict.fromkeys(range(n_dom), -1)
+        self.stage_best = 0  # the stage's best epoch (0: none trained beat the start)
+
+    def start_from(self, val: dict) -> None:
+        """The state before the stage's first epoch (`val`: its validation metrics) is the
+        first candidate (`Stage.keep_start`)."""
+        if self.per_domain:
+            for d, name in enumerate(self.names):
+                self.best[d] = self.gate[d] = _score(val["domains"][name])
+                self.kept.save(f"domain{d}", self.runner.domain_state(d))
+        else:
+            self.best, self.kept_best = _score(val), True
+            self.kept.save("stage", self.runner.state_dict())
+            self.gate = self.best
+
+    def update(self, epoch: int, val: dict) -> bool:
+        """After `epoch` (`val`: its validation metrics): keep what improved, count the
+        patience; True = the stage stops (select="mean")."""
+        if self.per_domain:
+            for d in list(self.active):
+                self.trained_at[d] = epoch
+                sc = _score(val["domains"][self.names[d]])
+                if sc > self.best[d]:
+                    self.best[d], self.kept_at[d] = sc, epoch
+                    self.kept.save(f"domain{d}", self.runner.domain_state(d))
+                    self.stage_best = epoch
+                if sc - self.stage.min_delta > self.gate[d]:
+                    self.gate[d], self.bad[d] = sc, 0
+                else:
+                    self.bad[d] += 1
+                    if self.bad[d] >= self.patience:
+                        self.active.remove(d)
+            return False
+        sc = _score(val)
+        if sc > self.best:
+            self.best, self.kept_best, self.stage_best = sc, True, epoch
+            self.kept.save("stage", self.runner.state_dict())
+        if sc - self.stage.min_delta > self.gate:
+            self.gate, self.bad = sc, 0
+            return False
+        self.bad += 1
+        return self.bad >= self.patience
+
+    def restore_best(self, epoch: int, n_epochs: int) -> None:
+        """The best state back into the runner (each domain's, for select="domain"), unless
+        it is the live state already (kept at the last epoch trained); `kept` released."""
+        if self.per_domain:
+            for d in range(len(self.names)):
+                if self.kept.has(f"domain{d}"):
+                    if self.kept_at[d] != self.trained_at[d]:
+                        self.runner.load_domain_state(d, self.kept.load(f"domain{d}"))
+                    self.kept.drop(f"domain{d}")
+        elif self.kept_best:
+            if self.stage_best != epoch or n_epochs == 0:
+                self.runner.load_state_dict(self.kept.load("stage"))
+            self.kept.drop("stage")
+
+    def rising(self) -> list[str]:
+        """What was still improving at the last epoch: domains, or ["average"]."""
+        if self.per_domain:
+            return [self.names[d] for d in self.active if self.bad[d] == 0]
+        return [] if self.bad else ["average"]
 
 
 def _diverged(what: str) -> UserError:

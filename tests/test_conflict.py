@@ -246,6 +246,6 @@ def test_cli_user_errors(dataset, tmp_path):
 
 
 def test_cli_module_imports_no_torch():
-    code = "import sys, mdrbench.cli_conflict; print('torch' in sys.modules)"
+    code = "import sys, mdrbench.cli.conflict; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -23,8 +23,8 @@ from mdrbench.config import TrainConfig
 from mdrbench.data import DatasetInfo, MDRData, Split
 from mdrbench.errors import UserError
 from mdrbench.frameworks import FRAMEWORKS, Context, LossMeter, Stage, sparse_param_names
-from mdrbench.frameworks.meta import GradSum, Snapshot
-from mdrbench.frameworks.mtl import authors_project, pcgrad, surgery
+from mdrbench.frameworks.params import GradSum, Snapshot
+from mdrbench.frameworks.pcgrad import authors_project, pcgrad, surgery
 from mdrbench.models import MODELS
 from mdrbench.trainer import resolve_config, train
 
@@ -854,7 +854,7 @@ def test_table_offsets_leave_is_the_formula_bit_for_bit():
     """DomainOffsets.leave updates a table's theta_d in place, part by part; the numbers
     are those of theta_d + rate (theta~ - theta_S - theta_d) written out, bit for bit, on
     rows domain d held already and rows new to it."""
-    from mdrbench.frameworks.meta import DomainOffsets
+    from mdrbench.frameworks.params import DomainOffsets
 
     g = torch.Generator().manual_seed(0)
     table = nn.Parameter(torch.randn(50, 3, generator=g))

@@ -500,24 +500,24 @@ def test_7_smaller_holes(capsys, data, results, raw_taobao, tmp_path, monkeypatc
 
     # A kill between the predictions and the JSON of a --force rerun: no pair validate
     # rejects (the old JSON went first), and a rerun completes it.
-    from mdrbench import cli_train
+    from mdrbench.cli import train as train_cli
     from mdrbench.results import finished_result, result_path
 
     r = tmp_path / "r"
     shutil.copytree(results, r)
     path = result_path(r, "taobao-10", "mlp", "alternate", 0)
-    real = cli_train._replace_file
+    real = train_cli._replace_file
 
     def killed(p, write):
         if p.suffix == ".json":
             raise KeyboardInterrupt  # as a kill -9 right before the JSON's rename
         real(p, write)
 
-    monkeypatch.setattr(cli_train, "_replace_file", killed)
+    monkeypatch.setattr(train_cli, "_replace_file", killed)
     code, _, _ = run(capsys, "eval", "--dataset", data, "--out", r, "--seeds", "0", "--force",
                      "--set", "lr=0.01", *TINY)  # fmt: skip
     assert code == 130  # interrupted
-    monkeypatch.setattr(cli_train, "_replace_file", real)
+    monkeypatch.setattr(train_cli, "_replace_file", real)
     assert not path.exists() and finished_result(path) is None
     code, out, err = run(capsys, "validate", r, "--dataset", data, "--min-seeds", "1")
     assert code == 0, out + err

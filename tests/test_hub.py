@@ -285,7 +285,7 @@ def test_missing_token_and_missing_repo_fail_clearly(tmp_path, data):
 
 
 def test_cli_modules_import_no_torch():
-    code = ("import sys, mdrbench.cli_publish, mdrbench.hub, mdrbench.validate, "
+    code = ("import sys, mdrbench.cli.publish, mdrbench.hub, mdrbench.validate, "
             "mdrbench.leaderboard.site; assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -245,7 +245,7 @@ def test_ray_backend_without_ray_names_the_extra(dataset, tmp_path, monkeypatch,
 
 
 def test_sweep_module_imports_neither_ray_nor_torch():
-    code = ("import sys, mdrbench.cli_sweep, mdrbench.sweep; "
+    code = ("import sys, mdrbench.cli.sweep, mdrbench.sweep; "
             "assert 'ray' not in sys.modules and 'torch' not in sys.modules")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from train_fixtures import write_dataset
 
 from mdrbench.cli import cli, main
-from mdrbench.cli_train import parse_seeds
+from mdrbench.cli.train import parse_seeds
 from mdrbench.errors import UserError
 
 TINY_SETS = [
@@ -149,7 +149,7 @@ def test_parse_seeds():
 def test_help_and_cli_module_do_not_import_torch():
     code = (
         "import sys; from click.testing import CliRunner; from mdrbench.cli import cli; "
-        "import mdrbench.cli_train; "
+        "import mdrbench.cli.train; "
         "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0, r.output; "
         "r = CliRunner().invoke(cli, ['eval', '--help']); assert 'Example:' in r.output; "
         "assert 'torch' not in sys.modules, 'torch imported'"

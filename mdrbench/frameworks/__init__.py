@@ -22,8 +22,10 @@ from mdrbench.frameworks.base import (
     specific_param_names,
 )
 
-# The basic frameworks first (their order is the registry's), then any other module.
-for _name in ["basic"] + sorted(m.name for m in pkgutil.iter_modules(__path__)):
+# The frameworks' modules in the registry's order (`mdrbench methods` lists them so), then
+# any other module of the folder (a new framework's, the finetune stage's, the tools').
+_ORDER = ["basic", "mamdr", "reptile", "maml", "mldg", "weighted_loss", "pcgrad"]
+for _name in _ORDER + sorted(m.name for m in pkgutil.iter_modules(__path__)):
     importlib.import_module(f"{__name__}.{_name}")
 
 

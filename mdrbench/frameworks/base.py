@@ -40,11 +40,15 @@ from torch.func import functional_call
 from mdrbench.config import FrameworkConfig, TrainConfig
 from mdrbench.data import MDRData, Split
 from mdrbench.errors import UserError
+from mdrbench.frameworks.params import DomainOffsets, Params
 from mdrbench.registry import Registry
 
 FRAMEWORKS: Registry[type[Framework]] = Registry("framework")
 
-Params = dict[str, Tensor]
+# Stage name -> what trains, predicts and keeps states in that stage instead of the framework
+# (`Framework.stage_runner`): finetune.py registers `DomainFinetune` as "finetune". It is
+# built from this module's tools, so this module finds it here rather than importing it.
+STAGE_RUNNERS: Registry[Callable[[Framework, Stage], Any]] = Registry("stage runner")
 
 
 @dataclass(frozen=True)
@@ -277,7 +281,7 @@ class Framework:
         return [Stage("train"), *self.finetune_stages()]
 
     def finetune_stages(self) -> list[Stage]:
-        """[the finetune stage] when the config has `finetune` set (meta.FinetuneOptions)."""
+        """[the finetune stage] when the config has `finetune` set (`FinetuneOptions`)."""
         cfg = self.cfg
         if not getattr(cfg, "finetune", False):
             return []
@@ -296,19 +300,15 @@ class Framework:
 
     def stage_runner(self, stage: Stage) -> Any:
         """What trains, predicts and keeps states in `stage` (after `begin_stage`): the
-        framework itself, or for the finetune stage a `meta.DomainFinetune` over it."""
+        framework itself, or for the finetune stage a `finetune.DomainFinetune` over it."""
         if stage.name == "finetune" and getattr(self.cfg, "finetune", False):
-            from mdrbench.frameworks.meta import DomainFinetune
-
-            return DomainFinetune(self, stage)
+            return STAGE_RUNNERS.get("finetune")(self, stage)
         return self
 
     def finetune_start(self, names: Sequence[str]) -> Any:
         """The per-domain offsets (`DomainOffsets`) the finetune stage trains for `names`,
         each domain starting at the trained parameters (frameworks with per-domain
         parameters override it: MAMDR hands over its theta_d, theta_S + theta_d)."""
-        from mdrbench.frameworks.meta import DomainOffsets
-
         return DomainOffsets(self.named_params(), names, self.sparse_names, self.n_domains)
 
     def train_epoch(self, epoch: int, domains: Sequence[int]) -> EpochStats:

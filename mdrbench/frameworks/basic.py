@@ -79,7 +79,7 @@ class Finetune(Alternate):
     """The Alternate+Finetune baseline as the authors ran it (a `_finetune` model name on
     alternate training; run.py `main`, model_zoo/base_model.py
     `BaseModel.separate_train_val_test(init_parms=False)`): alternate training to early
-    stopping, then the finetune stage (`FinetuneOptions`, meta.DomainFinetune): each domain
+    stopping, then the finetune stage (`FinetuneOptions`, finetune.DomainFinetune): each domain
     finetunes its own copy of every weight with SGD (lr 1e-3) and keeps its best epoch on
     its own validation AUC. mdrbench's earlier variant (dense weights only, Adam at the run's
     lr, the pre-finetune state a candidate) is

@@ -1,5 +1,6 @@
-"""The `mdrbench` command. Subcommands live in their own modules and load lazily, so
-`mdrbench build` never imports torch (heavy modules are imported inside command bodies)."""
+"""The `mdrbench` command: the click group and `main()`. Subcommands live in the modules of
+this package, one per command family, and load lazily, so `mdrbench build` never imports
+torch (heavy modules are imported inside command bodies)."""
 
 from __future__ import annotations
 
@@ -13,23 +14,23 @@ from mdrbench.errors import UserError
 
 # command name -> "module:attribute". Modules listed here import no torch at top level.
 COMMANDS = {
-    "datasets": "mdrbench.cli_data:datasets_cmd",
-    "build": "mdrbench.cli_data:build_cmd",
-    "stats": "mdrbench.cli_data:stats_cmd",
-    "verify": "mdrbench.cli_data:verify_cmd",
-    "synth": "mdrbench.cli_data:synth_cmd",
-    "eval": "mdrbench.cli_train:eval_cmd",
-    "sweep": "mdrbench.cli_sweep:sweep_cmd",
-    "table": "mdrbench.cli_train:table_cmd",
-    "quickstart": "mdrbench.cli_train:quickstart_cmd",
-    "conflict": "mdrbench.cli_conflict:conflict_cmd",
-    "validate": "mdrbench.cli_publish:validate_cmd",
-    "leaderboard": "mdrbench.cli_publish:leaderboard_grp",
-    "publish": "mdrbench.cli_publish:publish_cmd",
-    "download": "mdrbench.cli_publish:download_cmd",
-    "score": "mdrbench.cli_score:score_cmd",
-    "models": "mdrbench.cli_registry:models_cmd",
-    "methods": "mdrbench.cli_registry:methods_cmd",
+    "datasets": "mdrbench.cli.data:datasets_cmd",
+    "build": "mdrbench.cli.data:build_cmd",
+    "stats": "mdrbench.cli.data:stats_cmd",
+    "verify": "mdrbench.cli.data:verify_cmd",
+    "synth": "mdrbench.cli.data:synth_cmd",
+    "eval": "mdrbench.cli.train:eval_cmd",
+    "sweep": "mdrbench.cli.sweep:sweep_cmd",
+    "table": "mdrbench.cli.train:table_cmd",
+    "quickstart": "mdrbench.cli.train:quickstart_cmd",
+    "conflict": "mdrbench.cli.conflict:conflict_cmd",
+    "validate": "mdrbench.cli.publish:validate_cmd",
+    "leaderboard": "mdrbench.cli.publish:leaderboard_grp",
+    "publish": "mdrbench.cli.publish:publish_cmd",
+    "download": "mdrbench.cli.publish:download_cmd",
+    "score": "mdrbench.cli.score:score_cmd",
+    "models": "mdrbench.cli.registry:models_cmd",
+    "methods": "mdrbench.cli.registry:methods_cmd",
 }
 
 
@@ -125,7 +126,3 @@ def main(argv=None):
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-
-
-if __name__ == "__main__":
-    main()

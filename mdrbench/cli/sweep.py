@@ -158,7 +158,7 @@ def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, profile, sets, grid
     Example: mdrbench sweep --dataset taobao-10 --model all --method all --profile none --dry-run
     """
     from mdrbench import sweep as sw
-    from mdrbench.cli_train import parse_seeds
+    from mdrbench.cli.train import parse_seeds
 
     grid = read_grid(grid_file) if grid_file is not None else {}
     datasets = list(datasets) or grid.get("dataset", [])
