@@ -5,8 +5,9 @@ A result file is one run's JSON (schema_version 1, see docs/training.md). The fu
 
 - `load_results(paths)`: every result JSON under files/folders;
 - `check_versions(results)`: refuses two manifests under one dataset name;
-- `aggregate(results, split)`: one row per (dataset, model, method): mean and std over seeds
-  of the average AUC and of each domain's AUC;
+- `aggregate(results, split)`: one row per entry (dataset build, model, method, config and
+  track: `validate.entry_key`): mean and std over seeds of the average AUC and of each
+  domain's AUC;
 - `average_ranks(values)` / `rank_entries(per_domain)` / `add_ranks(rows)`: RANK as in the
   paper: on each domain rank the compared entries by AUC (1 = best, ties share the mean of
   their ranks), then average each entry's ranks over the domains;
@@ -31,9 +32,6 @@ from typing import Any
 import numpy as np
 
 from mdrbench.errors import UserError
-
-Key = tuple[str, str, str]  # (dataset, model, method)
-
 
 # ----------------------------------------------------------------------------- loading
 
@@ -146,6 +144,13 @@ def result_path(out: str | os.PathLike, dataset: str, model: str, method: str, s
     return Path(out) / f"{result_stem(dataset, model, method, seed)}.json"
 
 
+def lock_path(path: str | os.PathLike) -> Path:
+    """`.<stem>.lock` beside result JSON `path`: held by whoever writes that run
+    (`atomic.Lock`), so two processes never write one result."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.lock")
+
+
 def read_result(path: str | os.PathLike) -> dict | None:
     """The result record at `path`; None when there is no file. A file that is there but
     is not a valid result raises UserError (it must never be silently replaced)."""
@@ -224,21 +229,33 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def aggregate(results: Sequence[Mapping], split: str = "test") -> list[dict]:
-    """One row per (dataset, model, method), in first-seen order:
-    {"dataset", "manifest_sha256", "model", "method", "seeds", "auc_mean": (mean, std),
-     "auc_weighted": (mean, std), "logloss": (mean, std), "domains": {name: (mean, std)},
-     "val_auc_mean": (mean, std)}."""
+    """One row per entry, in first-seen order: results are averaged together only when
+    they share dataset build, model, method, resolved config (run-only keys aside) and
+    track (`validate.entry_key`, the rule `mdrbench validate` and the leaderboard group
+    by); entries of one model and method get a `variant` label saying what differs
+    (`validate.entry_variants`, "" when there is one). A row:
+    {"dataset", "manifest_sha256", "model", "method", "variant", "seeds",
+     "auc_mean": (mean, std), "auc_weighted": (mean, std), "logloss": (mean, std),
+     "domains": {name: (mean, std)}, "val_auc_mean": (mean, std)}."""
+    from mdrbench.validate import entry_key, entry_variants
+
     check_versions(results)
-    groups: dict[Key, list[Mapping]] = {}
+    groups: dict[tuple, list[Mapping]] = {}
     for r in results:
-        groups.setdefault((r["dataset"]["name"], r["model"], r["method"]), []).append(r)
+        groups.setdefault(entry_key(r), []).append(r)
+    variants = entry_variants({key: runs[0] for key, runs in groups.items()})
     rows = []
-    for (ds, model, method), runs in groups.items():
+    for key, runs in groups.items():
+        ds, _, model, method, _, _ = key
         runs = sorted(runs, key=lambda r: r["seed"])
         seeds = [r["seed"] for r in runs]
         if len(set(seeds)) != len(seeds):
             dup = sorted({s for s in seeds if seeds.count(s) > 1})
-            raise UserError(f"{ds} {model} {method}: seed(s) {dup} appear in more than one file")
+            paths = [r.get("_path", "?") for r in runs if r["seed"] in dup]
+            raise UserError(
+                f"{ds} {model} {method}: seed(s) {dup} appear in more than one result of the "
+                f"same config ({', '.join(map(str, paths))}): keep one of each"
+            )
         m = [r["metrics"][split] for r in runs]
         if any(x is None for x in m):
             raise UserError(
@@ -254,6 +271,7 @@ def aggregate(results: Sequence[Mapping], split: str = "test") -> list[dict]:
                 "manifest_sha256": runs[0]["dataset"].get("manifest_sha256", ""),
                 "model": model,
                 "method": method,
+                "variant": variants[key],
                 "seeds": seeds,
                 "auc_mean": mean_std([x["auc_mean"] for x in m]),
                 "auc_weighted": mean_std([x.get("auc_weighted") for x in m]),
@@ -345,7 +363,14 @@ def _ms(r: Mapping, value: tuple[float, float] | None):
 
 
 def _entry(r: Mapping) -> str:
-    return f"{r['model']}+{r['method']}"
+    return f"{r['model']}+{_method(r)}"
+
+
+def _method(r: Mapping) -> str:
+    """The method, with the entry's variant (what sets it apart from entries of the same
+    model and method) in brackets."""
+    v = r.get("variant")
+    return f"{r['method']} [{v}]" if v else r["method"]
 
 
 def _best(table: Table, col: int, higher_is_better: bool) -> None:
@@ -365,8 +390,8 @@ def table_v(rows: list[dict], datasets: Sequence[str] | None = None) -> Table:
     """Table V: rows model+method, for each dataset AUC (mean ± std over seeds) and RANK."""
     rows = add_ranks([dict(r) for r in rows])
     datasets = list(datasets or dict.fromkeys(r["dataset"] for r in rows))
-    entries = list(dict.fromkeys((r["model"], r["method"]) for r in rows))
-    cell = {(r["model"], r["method"], r["dataset"]): r for r in rows}
+    entries = list(dict.fromkeys((r["model"], _method(r)) for r in rows))
+    cell = {(r["model"], _method(r), r["dataset"]): r for r in rows}
     columns = ["Model", "Method"]
     for ds in datasets:
         columns += [f"{ds} AUC", f"{ds} RANK"]
@@ -394,7 +419,7 @@ def table_vii(rows: list[dict], dataset: str) -> Table:
     body = [
         [
             r["model"],
-            r["method"],
+            _method(r),
             *[_ms(r, r["domains"].get(d)) for d in domains],
             _ms(r, r["auc_mean"]),
         ]
