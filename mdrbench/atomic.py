@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from mdrbench.errors import UserError
+from mdrbench.errors import Busy, UserError
 
 
 def _old_name(target: Path, pid: int) -> Path:
@@ -81,6 +84,88 @@ def recover_swap(target: Path) -> Path | None:
     return None
 
 
+def temp_name(path: Path) -> Path:
+    """`.<name>.tmp-<host>-<pid>` beside `path`: where a file is written before it is
+    renamed to `path`. Host and pid let `remove_stale` tell a file a killed process left
+    (on this machine) from one being written now, on a folder machines share."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+
+
+_TEMP = re.compile(r"\..+\.tmp-(?:(?P<host>.+)-)?(?P<pid>\d+)")
+
+
+def remove_stale(folder: Path) -> list[Path]:
+    """Remove what killed mdrbench processes left in `folder`: temporary files
+    (`temp_name`) of processes of this machine that are gone, and lock files no process
+    holds (`Lock`; the kernel dropped the lock with its holder). Returns what was removed."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    host = socket.gethostname()
+    for p in folder.glob(".*"):
+        m = _TEMP.fullmatch(p.name)
+        if m and p.is_file() and m["host"] in (None, host) and not pid_alive(int(m["pid"])):
+            with suppress(OSError):
+                p.unlink()
+                removed.append(p)
+        elif p.name.endswith(".lock") and p.is_file() and _drop_unheld(p):
+            removed.append(p)
+    return removed
+
+
+def _drop_unheld(path: Path) -> bool:
+    """Unlink lock file `path` if no process holds it (taking it first, as `Lock.release`
+    unlinks it: a process waiting on it re-checks the inode and retries)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    try:
+        same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        if same:
+            path.unlink()
+        return same
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def lock_held(path: Path) -> bool:
+    """Whether a process holds the `Lock` at `path` now (without taking it)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError as exc:
+        return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+    finally:
+        os.close(fd)
+
+
+def remove_dead_dirs(parent: Path, prefix: str) -> None:
+    """Remove folders `<prefix><pid>-*` in `parent` whose process is gone (temporary
+    folders a killed process could not remove)."""
+    for p in Path(parent).glob(f"{prefix}*"):
+        pid = p.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+
+
 class Lock:
     """An exclusive lock on `path` (flock; the file exists while the lock is held).
 
@@ -118,19 +203,24 @@ class Lock:
         import fcntl
 
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except OSError as exc:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                by = f" (pid {holder})" if holder.isdigit() else ""
-                raise UserError(
-                    f"another mdrbench process{by} is {what} right now: wait for it to "
-                    "finish, or write somewhere else."
-                ) from None
-            raise
-        return fd
+        for attempt in range(5):  # a moment's grace: `remove_stale` may hold it briefly
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                return fd
+            except OSError as exc:
+                busy = exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+                if not busy or attempt == 4:
+                    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                    os.close(fd)
+                    if not busy:
+                        raise
+                    by = f" (pid {holder})" if holder.isdigit() else ""
+                    raise Busy(
+                        f"another mdrbench process{by} is {what} right now: wait for it to "
+                        "finish, or write somewhere else."
+                    ) from None
+                time.sleep(0.05)
+        raise AssertionError("unreachable")
 
     def release(self) -> None:
         if self.fd is not None:
@@ -165,6 +255,27 @@ def new_dirs_removed_on_error(path: Path | None) -> Iterator[None]:
             except OSError:  # not empty (or not ours to remove): keep it and its parents
                 break
         raise
+
+
+def check_writable(path: Path, option: str = "--out") -> None:
+    """Refuse (UserError naming `option`) a folder that cannot be written, or created, by
+    probing it, or the nearest folder above it that exists, with a temporary file:
+    nothing is created."""
+    path = Path(path).expanduser().absolute()
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{option} {path}: {probe} is a file, not a folder: pass a folder.")
+    try:
+        with tempfile.TemporaryFile(dir=probe, prefix=".mdrbench-probe-"):
+            pass
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise UserError(
+            f"cannot write into {option} {path} ({probe}: {why}): pass a folder you can "
+            "write to."
+        ) from None
 
 
 def writable_dir(path: Path, option: str = "--out") -> Path:

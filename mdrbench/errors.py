@@ -10,6 +10,11 @@ class UserError(Exception):
     """A problem with the user's input (names, files, options). The CLI prints it and exits 2."""
 
 
+class Busy(UserError):
+    """Another mdrbench process holds the lock of this work right now (`atomic.Lock`): the
+    same work may succeed once it is done (a sweep waits for it instead of failing)."""
+
+
 def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UserError:
     """`unknown dataset 'amazon6'; did you mean 'amazon-6'? Valid: ...`."""
     valid = list(valid)

@@ -50,7 +50,9 @@ def _replace_file(path: Path, write) -> None:
     """`write(tmp)` then rename over `path` (fsynced first): `path` is old or new, never half."""
     import os
 
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from mdrbench.atomic import temp_name
+
+    tmp = temp_name(path)
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
@@ -149,9 +151,9 @@ def run_seeds(
     concurrent mdrbench writing the same run fails at once); a finished result of the same
     config and dataset build is kept and its seed not rerun; a result of a different config
     is refused unless `force`."""
-    from mdrbench.atomic import Lock, writable_dir
+    from mdrbench.atomic import Lock, remove_stale, writable_dir
     from mdrbench.data import load_dataset
-    from mdrbench.results import config_diff, finished_result, read_result, result_path
+    from mdrbench.results import config_diff, finished_result, lock_path, read_result, result_path
     from mdrbench.trainer import resolve_config, resolve_device, stderr_log, train
 
     profile = profile or "paper"
@@ -162,6 +164,7 @@ def run_seeds(
         seeds = [seed for seed, _ in runs]
     if out is not None:
         out = writable_dir(out)
+        remove_stale(out)  # what a killed run left: temporary files, unheld lock files
     if data is None:
         data = load_dataset(dataset, resolve_device(run.train.device))
     name, sha = data.info.name, data.info.manifest_sha256
@@ -178,7 +181,7 @@ def run_seeds(
                 todo.append((seed, cfg, None))
                 continue
             path = result_path(out, name, model, method, seed)
-            locks.append(Lock(path.with_name(f".{path.stem}.lock"), f"writing {path}"))
+            locks.append(Lock(lock_path(path), f"writing {path}"))
             if force:
                 todo.append((seed, cfg, path))
                 continue
