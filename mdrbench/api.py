@@ -443,14 +443,19 @@ def external_result(
     """A result record (schema_version 1, as `mdrbench eval` writes) for a model trained
     outside mdrbench, from its test scores (aligned by `Evaluator.scores`)."""
     from mdrbench import __version__
+    from mdrbench.config import MAX_SEED
+    from mdrbench.errors import name_problem
     from mdrbench.evaluate import evaluate
     from mdrbench.validate import SCHEMA_VERSION
 
     for what, name in (("--model-name", model), ("--method-name", method)):
-        if not name or "__" in name or "/" in name or name != name.strip():
+        if not name or "__" in name or "/" in name or name != name.strip() or name_problem(name):
             raise UserError(
-                f"{what} '{name}' must be a non-empty name without '/', '__' or outer spaces"
+                f"{what} {name!r} must be a non-empty name without '/', '__', outer spaces or "
+                "control characters"
             )
+    if not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
+        raise UserError(f"seed must be from 0 to {MAX_SEED}, got {seed!r}")
     metrics = {
         "val": val_metrics,
         "test": evaluate(

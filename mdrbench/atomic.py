@@ -157,13 +157,15 @@ def lock_held(path: Path) -> bool:
         os.close(fd)
 
 
-def remove_dead_dirs(parent: Path, prefix: str) -> None:
-    """Remove folders `<prefix><pid>-*` in `parent` whose process is gone (temporary
-    folders a killed process could not remove)."""
+def temp_dir(parent: Path, name: str) -> Path:
+    """A new temporary folder `<name>-<host>-<pid>-<random>` in `parent` (mkdtemp), after
+    removing those a killed process of this machine left there (its pid is gone)."""
+    prefix = f"{name}-{socket.gethostname()}-"
     for p in Path(parent).glob(f"{prefix}*"):
         pid = p.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)) and p.is_dir():
+        if pid.isdigit() and not pid_alive(int(pid)) and p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
 
 
 class Lock:

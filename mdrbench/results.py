@@ -36,17 +36,11 @@ from mdrbench.errors import UserError
 # ----------------------------------------------------------------------------- loading
 
 
-def is_result(obj: Any) -> bool:
-    return (
-        isinstance(obj, dict)
-        and obj.get("schema_version") == 1
-        and all(k in obj for k in ("dataset", "model", "method", "seed", "metrics"))
-    )
-
-
 def load_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict]:
     """Every result JSON in the given files and (recursively) folders, sorted by path.
-    Other JSON files are skipped; unreadable ones raise UserError."""
+    A JSON file that is not a result (no `schema_version`: a dataset's manifest.json, ...)
+    is skipped with a warning naming it; an unreadable one, or one with a `schema_version`
+    that is not a valid result (a stub, a cut-off record), raises UserError."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files: list[Path] = []
@@ -57,20 +51,32 @@ def load_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
             files.append(p)
         else:
             raise UserError(f"no results at '{p}'")
-    out = []
+    out, skipped = [], []
     for f in files:
         try:
             obj = json.loads(f.read_text("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UserError(f"{f}: not readable JSON ({exc})") from None
-        if is_result(obj):
-            from mdrbench.validate import check_schema
+        if not (isinstance(obj, dict) and "schema_version" in obj):
+            skipped.append(f)
+            continue
+        from mdrbench.validate import check_schema
 
-            errs = check_schema(obj)
-            if errs:
-                raise UserError(f"{f}: not a valid result ({errs[0]}); see mdrbench validate {f}")
-            obj.setdefault("_path", str(f))
-            out.append(obj)
+        errs = check_schema(obj)
+        if errs:
+            raise UserError(f"{f}: not a valid result ({errs[0]}); see mdrbench validate {f}")
+        obj.setdefault("_path", str(f))
+        out.append(obj)
+    if skipped:
+        from mdrbench.log import get
+
+        shown = ", ".join(map(str, skipped[:3])) + (
+            f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        )
+        get(__name__).warning(
+            f"warning: skipped {len(skipped)} JSON file(s) that are not results (no "
+            f"schema_version): {shown}"
+        )
     return out
 
 
@@ -135,7 +141,16 @@ def results_frame(results: Sequence[Mapping]):
 
 def result_stem(dataset: str, model: str, method: str, seed: int) -> str:
     """`<dataset>__<model>__<method>__seed<seed>`: a result is `<stem>.json`, its test
-    predictions `<stem>.predictions.parquet` beside it."""
+    predictions `<stem>.predictions.parquet` beside it. A name that cannot be part of a
+    file name (a control character, a '/') or a negative seed is refused."""
+    from mdrbench.errors import name_problem
+
+    for kind, name in (("dataset", dataset), ("model", model), ("method", method)):
+        problem = name_problem(name) or ("holds a '/'" if "/" in name else None)
+        if problem:
+            raise UserError(f"{kind} name {name!r} {problem}: rename it")
+    if not (isinstance(seed, int) and seed >= 0):
+        raise UserError(f"seed must be an integer >= 0, got {seed!r}")
     return f"{dataset}__{model}__{method}__seed{seed}"
 
 
@@ -500,9 +515,30 @@ def _latex_escape(s: str) -> str:
     return s
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell as a spreadsheet must not run it: text starting with = + - @, a tab or
+    a carriage return gets a leading ' (OWASP's rule against CSV formula injection), so a
+    model named `=HYPERLINK(...)` stays text. Numbers are left as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def frame_csv(df) -> str:
+    """A polars DataFrame as CSV, its text columns through `csv_cell`."""
+    import polars as pl
+
+    text = [c for c, t in df.schema.items() if t == pl.String]
+    safe = [pl.col(c).map_elements(csv_cell, return_dtype=pl.String) for c in text]
+    return df.with_columns(safe).write_csv()
+
+
 def render(table: Table, fmt: str = "md") -> str:
     """The table as Markdown (`md`), CSV (`csv`: a (mean, std) cell becomes two columns,
-    numbers unrounded) or a LaTeX tabular (`latex`). Best cells bold in md and latex."""
+    numbers unrounded, text through `csv_cell`) or a LaTeX tabular (`latex`). Best cells bold in md and latex."""
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -512,7 +548,7 @@ def render(table: Table, fmt: str = "md") -> str:
         header = []
         for name, pair in zip(table.columns, pairs):
             header += [name, f"{name} std"] if pair else [name]
-        w.writerow(header)
+        w.writerow(map(csv_cell, header))
         for row in table.rows:
             line = []
             for c, pair in zip(row, pairs):
@@ -522,7 +558,7 @@ def render(table: Table, fmt: str = "md") -> str:
                     )
                 else:
                     line.append("" if c is None else c)
-            w.writerow(line)
+            w.writerow(map(csv_cell, line))
         return buf.getvalue()
     cells = [[_fmt(c, fmt, table.digits.get(j, 2)) for j, c in enumerate(row)] for row in table.rows]
     for i, j in table.bold:

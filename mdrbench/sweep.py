@@ -1007,7 +1007,7 @@ def next_commands(summary: Summary, out: Path) -> list[str]:
     for r in records:
         seeds.setdefault(entry_key(r), set()).add(r["seed"])
     fewest = min((len(v) for v in seeds.values()), default=MIN_SEEDS)
-    datasets = [x for d in dict.fromkeys(r.dataset for r in finished if r.dataset)
+    datasets = [x for d in dict.fromkeys(map(_local_copy, finished)) if d
                 for x in ("--dataset", d)]  # fmt: skip
     few = fewest < MIN_SEEDS
     site = out.with_name(out.name + "-site") if out.name not in ("", ".", "..") else (
@@ -1019,6 +1019,17 @@ def next_commands(summary: Summary, out: Path) -> list[str]:
         command("leaderboard", "build", out, *datasets, *(["--allow-few-seeds"] if few else []),
                 "--out", site),
     ]  # fmt: skip
+
+
+def _local_copy(run: Run) -> str:
+    """The run's dataset folder on this machine: the one it ran on, or for a benchmark the
+    Ray tasks fetched, the copy in this machine's data directory ("" when there is none)."""
+    if run.dataset or not run.hub:
+        return run.dataset
+    from mdrbench.paths import default_data_dir
+
+    folder = default_data_dir() / run.hub
+    return str(folder) if (folder / "manifest.json").is_file() else ""
 
 
 def _append_log(run: Run, line: str) -> None:

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mdrbench.errors import UserError
+from mdrbench.config import MAX_SEED
+from mdrbench.errors import UserError, name_problem
 from mdrbench.evaluate import evaluate, is_close
 
 SCHEMA_VERSION = 1
@@ -338,14 +339,18 @@ def check_schema(d) -> list[str]:
     def nonempty_str(x):
         return isinstance(x, str) and x != ""
 
+    def name(x):
+        return name_problem(x) is None
+
     need("mdrbench_version", nonempty_str, "a version string")
     if need("dataset", lambda x: isinstance(x, dict), "an object {name, manifest_sha256}"):
-        need("name", nonempty_str, "a dataset name", d["dataset"], "dataset.")
+        need("name", name, "a dataset name without control characters", d["dataset"],
+             "dataset.")  # fmt: skip
         need("manifest_sha256", lambda x: isinstance(x, str) and bool(_SHA256.match(x)),
              "64 lowercase hex digits", d["dataset"], "dataset.")  # fmt: skip
-    need("model", nonempty_str, "a model name")
-    need("method", nonempty_str, "a method (framework) name")
-    need("seed", _is_int, "an integer")
+    need("model", name, "a model name without control characters")
+    need("method", name, "a method (framework) name without control characters")
+    need("seed", lambda x: _is_int(x) and 0 <= x <= MAX_SEED, f"an integer from 0 to {MAX_SEED}")
     need("config", lambda x: isinstance(x, dict), "an object (the resolved config)")
     need("best_epoch", lambda x: x is None or (_is_int(x) and x >= 0), "an integer >= 0")
     need("train_seconds", lambda x: _is_num(x) and x >= 0, "a number >= 0")

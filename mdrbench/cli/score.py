@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from mdrbench.config import MAX_SEED
 from mdrbench.errors import UserError
 
 
@@ -21,7 +22,7 @@ from mdrbench.errors import UserError
     "--method-name", required=True, help="Name of the training method, as tables show it."
 )
 @click.option(
-    "--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+    "--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
     help="The run's seed.",
 )  # fmt: skip
 @click.option(
