@@ -115,19 +115,31 @@ def remove_stale(folder: Path) -> list[Path]:
     return removed
 
 
-def _drop_unheld(path: Path) -> bool:
-    """Unlink lock file `path` if no process holds it (taking it first, as `Lock.release`
-    unlinks it: a process waiting on it re-checks the inode and retries)."""
+def _open_locked(path: Path, exclusive: bool) -> int | None:
+    """A descriptor of `path` holding a non-blocking flock (the caller closes it); None
+    when the file cannot be opened (gone); BlockingIOError when a process holds it."""
     import fcntl
 
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = os.open(path, os.O_RDWR if exclusive else os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _drop_unheld(path: Path) -> bool:
+    """Unlink lock file `path` if no process holds it (taking it first, as `Lock.release`
+    unlinks it: a process waiting on it re-checks the inode and retries)."""
+    try:
+        fd = _open_locked(path, exclusive=True)
     except OSError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
+    if fd is None:
         return False
     try:
         same = os.stat(path).st_ino == os.fstat(fd).st_ino
@@ -142,19 +154,15 @@ def _drop_unheld(path: Path) -> bool:
 
 def lock_held(path: Path) -> bool:
     """Whether a process holds the `Lock` at `path` now (without taking it)."""
-    import fcntl
-
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = _open_locked(path, exclusive=False)
+    except BlockingIOError:
+        return True
     except OSError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except OSError as exc:
-        return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
-    finally:
+    if fd is not None:
         os.close(fd)
+    return False
 
 
 def temp_dir(parent: Path, name: str) -> Path:
@@ -268,7 +276,8 @@ def check_writable(path: Path, option: str = "--out") -> None:
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     if not probe.is_dir():
-        raise UserError(f"{option} {path}: {probe} is a file, not a folder: pass a folder.")
+        what = path if probe == path else f"{path}: {probe}"
+        raise UserError(f"{option} {what} is a file, not a folder: pass a folder.")
     try:
         with tempfile.TemporaryFile(dir=probe, prefix=".mdrbench-probe-"):
             pass
@@ -281,15 +290,12 @@ def check_writable(path: Path, option: str = "--out") -> None:
 
 
 def writable_dir(path: Path, option: str = "--out") -> Path:
-    """Create folder `path` (and parents) and check a file can be written in it, before any
-    long work; a UserError naming `option` otherwise."""
+    """Create folder `path` (and parents) once `check_writable` passes, before any long
+    work; a UserError naming `option` otherwise."""
+    check_writable(path, option)
     path = Path(path).expanduser()
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{option} {path} is a file, not a folder: pass a folder.")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path, prefix=".mdrbench-probe-"):
-            pass
     except OSError as exc:
         why = exc.strerror or type(exc).__name__
         raise UserError(

@@ -208,18 +208,9 @@ def finished_result(path: str | os.PathLike, predictions: bool = True) -> dict |
 def config_diff(a: Mapping, b: Mapping) -> list[str]:
     """`train.lr: 0.001 -> 0.01` for each config key (at any depth) whose value differs,
     the run-only keys (seed, device, threads) left out."""
-    from mdrbench.validate import entry_config
+    from mdrbench.validate import entry_config, flat_config
 
-    def flat(d, prefix=""):
-        out = {}
-        for k, v in d.items():
-            if isinstance(v, dict):
-                out |= flat(v, f"{prefix}{k}.")
-            else:
-                out[prefix + k] = json.dumps(v)
-        return out
-
-    fa, fb = flat(entry_config(dict(a))), flat(entry_config(dict(b)))
+    fa, fb = flat_config(entry_config(dict(a))), flat_config(entry_config(dict(b)))
     return [f"{k}: {fa.get(k, '(absent)')} -> {fb.get(k, '(absent)')}"
             for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]  # fmt: skip
 

@@ -869,7 +869,7 @@ def _run(summary: Summary, backend, todo: list[Run], retries: int, where: str, t
     from mdrbench.atomic import lock_held
     from mdrbench.results import lock_path
 
-    _log.info(f"Sweep: {len(summary.runs)} runs ({len(summary.skipped)} already done) "
+    _log.info(f"Sweep (pid {os.getpid()}): {len(summary.runs)} runs ({len(summary.skipped)} already done) "
               f"{where} · {backend.name} backend, {backend.slots} at once")  # fmt: skip
     progress = Progress(
         len(summary.runs),

@@ -212,9 +212,9 @@ def entry_variants(entries: Mapping[tuple, Mapping]) -> dict[tuple, str]:
     for keys in groups.values():
         if len(keys) < 2:
             continue
-        flat = {k: _flat(entry_config(dict(entries[k].get("config") or {}))) for k in keys}
+        flat = {k: flat_config(entry_config(dict(entries[k].get("config") or {}))) for k in keys}
         track = {k: result_track(entries[k]) for k in keys}
-        source = {k: flat[k].pop("source", "mdrbench eval") for k in keys}
+        source = {k: json.loads(flat[k].pop("source", '"mdrbench eval"')) for k in keys}
         for k in keys:
             parts = []
             if len(set(track.values())) > 1:
@@ -225,7 +225,7 @@ def entry_variants(entries: Mapping[tuple, Mapping]) -> dict[tuple, str]:
             names = sorted({n for o in kin for n in flat[o]})
             differ = [n for n in names if len({flat[o].get(n) for o in kin}) > 1]
             # what the profile applied or saw overridden follows from the values: not shown
-            mine = [f"{_short(n)}={flat[k][n]}" for n in differ
+            mine = [f"{_short(n)}={_shown(flat[k][n])}" for n in differ
                     if n in flat[k] and not n.startswith(("profile.applied.", "profile.overridden"))]  # fmt: skip
             parts += mine[:3] + ([f"+{len(mine) - 3} more"] if len(mine) > 3 else [])
             if differ and not mine:
@@ -234,14 +234,21 @@ def entry_variants(entries: Mapping[tuple, Mapping]) -> dict[tuple, str]:
     return out
 
 
-def _flat(d: Mapping, prefix: str = "") -> dict[str, str]:
+def flat_config(d: Mapping, prefix: str = "") -> dict[str, str]:
+    """A nested config as {"train.lr": "0.001", "profile.name": '"paper"', ...}: each leaf
+    at its dotted path, its value as compact JSON."""
     out: dict[str, str] = {}
     for k, v in d.items():
         if isinstance(v, Mapping):
-            out |= _flat(v, f"{prefix}{k}.")
+            out |= flat_config(v, f"{prefix}{k}.")
         else:
-            out[prefix + k] = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+            out[prefix + k] = json.dumps(v, separators=(",", ":"))
     return out
+
+
+def _shown(value: str) -> str:
+    """A JSON value for a label: a string bare, anything else as JSON."""
+    return json.loads(value) if value.startswith('"') else value
 
 
 def _short(name: str) -> str:
