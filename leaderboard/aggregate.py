@@ -49,6 +49,7 @@ class Entry:
     ranked: bool = True
     rank: float | None = None
     variant: str = ""  # set when several entries share model and method
+    track: str | None = None  # the results' track, when they record one (validate.entry_key)
     auc: Stat = field(init=False)
     val_auc: Stat = field(init=False)
     domains: dict[str, Stat] = field(init=False)
@@ -69,8 +70,8 @@ class Entry:
     @property
     def id(self) -> str:
         """A file-name-safe id, stable for the same entry."""
-        key = json.dumps([self.dataset, self.manifest_sha256, self.model, self.method, self.config],
-                         sort_keys=True)  # fmt: skip
+        parts = [self.dataset, self.manifest_sha256, self.model, self.method, self.config]
+        key = json.dumps(parts + ([self.track] if self.track else []), sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     @property
@@ -94,9 +95,9 @@ def aggregate(results: list[LoadedResult], *, min_seeds: int = 3) -> list[Entry]
     for r in results:
         groups[r.entry_key].append(r)
     entries = []
-    for (name, sha, model, method, _), runs in groups.items():
+    for (name, sha, model, method, _, track), runs in groups.items():
         cfg = entry_config(runs[0].data["config"])
-        e = Entry(name, sha, model, method, cfg, runs)
+        e = Entry(name, sha, model, method, cfg, runs, track=track)
         e.ranked = len({r.data["seed"] for r in runs}) >= min_seeds
         entries.append(e)
     # Several configs of one model + method: tell them apart by a short config hash.

@@ -29,6 +29,7 @@ from mdrbench.atomic import staged
 from mdrbench.baselines import paper
 from mdrbench.errors import UserError
 from mdrbench.leaderboard.aggregate import Entry, aggregate
+from mdrbench.results import csv_cell
 from mdrbench.validate import MIN_SEEDS, LoadedResult
 
 ASSETS = ("style.css", "sort.js")
@@ -472,7 +473,7 @@ def leaderboard_data(entries: list[Entry]) -> tuple[str, str]:
     for e in rows:
         row = _entry_row(e)
         w.writerow(
-            [" ".join(map(str, v)) if k == "seeds" else "" if v is None else v
+            [csv_cell(" ".join(map(str, v)) if k == "seeds" else "" if v is None else v)
              for k, v in row.items()]
         )  # fmt: skip
         row["domains"] = {

@@ -41,11 +41,13 @@ class Dataset:
 
     Get one with `mdrbench.load_dataset(name_or_path)`."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, verify: bool = True):
         from mdrbench.builders.manifest import file_sha256, load_manifest
         from mdrbench.paths import resolve_dataset
 
         self.path: Path = resolve_dataset(path)
+        self.verified: bool = verify  # False: rows are read without the manifest check
+        self.check()
         self.manifest: dict = load_manifest(self.path)
         self.manifest_sha256: str = file_sha256(self.path / "manifest.json")
         domains = sorted(self.manifest["domains"], key=lambda d: d["id"])
@@ -74,12 +76,23 @@ class Dataset:
             f"{t['n_train']:,}/{t['n_val']:,}/{t['n_test']:,} rows, path={str(self.path)!r})"
         )
 
+    def check(self) -> None:
+        """Refuse files that no longer match the manifest (UserError naming them), with the
+        cached check `eval` runs (`builders.manifest.check_dataset`: a file unchanged since
+        its last check is not re-hashed). Every read of rows runs it first, unless the
+        dataset was loaded with `verify=False`."""
+        if self.verified:
+            from mdrbench.builders.manifest import check_dataset
+
+            check_dataset(self.path)
+
     def split(self, split: str = "train", *, domain_names: bool = True, lazy: bool = False):
         """One split as a polars DataFrame (`lazy=True`: a LazyFrame scanning the Parquet):
         user_id, item_id, domain_id, label, and (`domain_names`) `domain`, the domain's
-        name as a polars Enum."""
+        name as a polars Enum. The files are checked against the manifest first (`check`)."""
         import polars as pl
 
+        self.check()
         frame = pl.scan_parquet(self.path / f"{_split_name(split)}.parquet")
         if domain_names:
             names = pl.Enum(list(self.domain_names))
@@ -107,6 +120,7 @@ class Dataset:
 
         if who not in ("user", "item"):
             raise UserError(f"features: who must be 'user' or 'item', not '{who}'")
+        self.check()
         f = self.path / f"{who}_features.parquet"
         return pl.read_parquet(f) if f.is_file() else None
 
@@ -115,7 +129,7 @@ class Dataset:
         with `.batches(batch_size)`, and `.info` (ids, domains, feature width)."""
         from mdrbench.data import load_dataset as load_tensors
 
-        return load_tensors(self.path, device)
+        return load_tensors(self.path, device, check=self.verified)
 
     def verify(self) -> list[str]:
         """Re-hash every file against the manifest; the problems (empty when all match)."""
@@ -124,11 +138,18 @@ class Dataset:
         return verify(self.path)
 
 
-def load_dataset(name_or_path: str | os.PathLike, *, download: bool = True) -> Dataset:
+def load_dataset(
+    name_or_path: str | os.PathLike, *, download: bool = True, verify: bool = True
+) -> Dataset:
     """A benchmark dataset: a built folder, or a name (e.g. "taobao-10") found in the data
     directory ($MDRBENCH_DATA or ~/.cache/mdrbench/datasets); a benchmark name not there is
     downloaded (`download=True`) from its pinned Hub home (the spec's repository and
-    revision) into the data directory, every file verified against its manifest."""
+    revision) into the data directory, every file verified against its manifest.
+
+    Its files are checked against the manifest now and before each read of rows, with the
+    cached check `mdrbench eval` runs: a changed or damaged file raises UserError naming it.
+    `verify=False` is the only way round it (rows of a build that may not be the one its
+    manifest describes)."""
     from mdrbench.builders.specs import DATASETS
     from mdrbench.paths import default_data_dir
 
@@ -146,7 +167,7 @@ def load_dataset(name_or_path: str | os.PathLike, *, download: bool = True) -> D
                 f"Or build it: mdrbench build {name} --raw-dir RAW_DIR (then load_dataset"
                 f"('{name}')), or pass a built folder; download=False skips the Hub."
             ) from None
-    return Dataset(name_or_path)
+    return Dataset(name_or_path, verify=verify)
 
 
 # ----------------------------------------------------------------------------- training
@@ -197,13 +218,16 @@ def train(
 
 # ----------------------------------------------------------------------------- evaluation
 
+KEYS = ("user_id", "item_id", "domain_id")
+
 EXPECTED_INPUT_FORMAT = """\
 ==== Expected input format of mdrbench.Evaluator ====
-{"score": scores} for every row of the split, in the split's stored order
-(Dataset.split(split) gives that order), or keyed by the split's rows in any order:
-{"user_id": ..., "item_id": ..., "domain_id": ..., "score": ...}.
+Keyed (any order): {"user_id": ..., "item_id": ..., "domain_id": ..., "score": ...}, each
+row of the split exactly once; all three keys, or none.
+In the split's stored order (Dataset.split(split) gives that order): {"score": scores} for
+every row, accepted only with in_split_order=True (`mdrbench score --in-split-order`).
 - score: click probabilities in [0, 1] (apply a sigmoid to logits); 1-D array-like.
-- domain_id / label (optional, in stored order): checked against the split.
+- label (optional, in stored order): checked against the split.
 A dict of arrays, a polars or pandas DataFrame, or a Parquet / CSV file with these columns.
 ==== Output of Evaluator.eval ====
 {"auc_mean", "auc_weighted", "logloss", "domains": {name: {"auc", "logloss", "n"}}},
@@ -215,7 +239,8 @@ class Evaluator:
 
         ev = mdrbench.Evaluator("taobao-10")     # a name or folder, or a Dataset
         print(ev.expected_input_format)
-        metrics = ev.eval({"score": scores})     # scores of every test row, in order
+        metrics = ev.eval(df)                    # user_id, item_id, domain_id, score
+        metrics = ev.eval({"score": scores}, in_split_order=True)  # every test row, in order
 
     Labels and domains come from the dataset itself, never from the input; the numbers
     come from `mdrbench.evaluate.evaluate`, as for results of `mdrbench eval`."""
@@ -227,6 +252,7 @@ class Evaluator:
 
         self.dataset = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
         self.split = _split_name(split)
+        self.dataset.check()
         self.rows = pl.read_parquet(
             self.dataset.path / f"{self.split}.parquet",
             columns=["user_id", "item_id", "domain_id", "label"],
@@ -235,9 +261,14 @@ class Evaluator:
     def __repr__(self) -> str:
         return f"Evaluator({self.dataset.name!r}, split={self.split!r}, rows={self.rows.height})"
 
-    def scores(self, predictions: Any, *, logits: bool = False) -> np.ndarray:
+    def scores(
+        self, predictions: Any, *, logits: bool = False, in_split_order: bool = False
+    ) -> np.ndarray:
         """The input's scores aligned to the split's stored order (float64), after every
-        check of the expected input format (see `expected_input_format`)."""
+        check of the expected input format (see `expected_input_format`): matched by
+        `user_id`, `item_id`, `domain_id` whenever the input has them (it must have all
+        three or none, and match the split's rows one to one); without them, taken in the
+        stored order only with `in_split_order=True`, never by default."""
         import polars as pl
 
         df = _as_frame(predictions)
@@ -248,33 +279,23 @@ class Evaluator:
                 "write one click probability per row as 'score'"
             )
         n = self.rows.height
-        keys = ["user_id", "item_id", "domain_id"]
-        if all(k in df.columns for k in keys):
-            try:
-                left = self.rows.select(keys).with_row_index("_row")
-                right = df.select(
-                    *[pl.col(k).cast(pl.Int64, strict=True) for k in keys],
-                    pl.col("score").cast(pl.Float64, strict=True),
-                )
-                right = right.with_columns(pl.col("domain_id").cast(left["domain_id"].dtype))
-                left = left.with_columns(pl.col(k).cast(pl.Int64) for k in keys[:2])
-            except pl.exceptions.PolarsError as exc:
-                raise UserError(f"{where}: key and score columns must be numeric ({exc})") from None
-            if right.height != n:
-                raise UserError(
-                    f"{where} has {right.height:,} rows but the {self.split} split of "
-                    f"{self.dataset.name} has {n:,}: give one score per row"
-                )
-            if right.select(keys).is_duplicated().any():
-                raise UserError(f"{where}: some (user_id, item_id, domain_id) appear twice")
-            joined = left.join(right, on=keys, how="left").sort("_row")
-            missing = int(joined["score"].null_count())
-            if missing:
-                raise UserError(
-                    f"{where}: {missing:,} row(s) of the {self.split} split have no score "
-                    "(their user_id, item_id, domain_id are not in the predictions)"
-                )
-            score = joined["score"].to_numpy()
+        given = [k for k in KEYS if k in df.columns]
+        if given and len(given) < len(KEYS):
+            missing = [k for k in KEYS if k not in given]
+            raise UserError(
+                f"{where} has key column(s) {', '.join(given)} but not {', '.join(missing)}: "
+                "rows are matched to the split by all three of user_id, item_id, domain_id "
+                f"(add {', '.join(missing)}), never by position while keys are given"
+            )
+        if given:
+            score = self._keyed(df, where)
+        elif not in_split_order:
+            raise UserError(
+                f"{where} has no user_id, item_id, domain_id columns, so nothing says which "
+                f"row of the {self.split} split each score belongs to: add those columns "
+                "(rows in any order), or, if the rows are in the split's stored order, say so "
+                "with --in-split-order (in Python: in_split_order=True)"
+            )
         else:
             if df.height != n:
                 raise UserError(
@@ -282,19 +303,18 @@ class Evaluator:
                     f"{self.dataset.name} has {n:,}: give one score per row, in the split's "
                     "order, or add user_id, item_id and domain_id columns to match rows by key"
                 )
-            for col in ("domain_id", "label"):
-                if col in df.columns:
-                    try:
-                        got = df[col].cast(pl.Int64, strict=True).to_numpy()
-                    except pl.exceptions.PolarsError as exc:
-                        raise UserError(f"{where}: column {col} must be integers ({exc})") from None
-                    bad = int((got != self.rows[col].cast(pl.Int64).to_numpy()).sum())
-                    if bad:
-                        raise UserError(
-                            f"{where}: {col} differs from the {self.split} split in {bad:,} "
-                            "row(s): the rows are not in the split's order (add user_id, "
-                            "item_id, domain_id columns to match by key)"
-                        )
+            if "label" in df.columns:
+                try:
+                    got = df["label"].cast(pl.Int64, strict=True).to_numpy()
+                except pl.exceptions.PolarsError as exc:
+                    raise UserError(f"{where}: column label must be integers ({exc})") from None
+                bad = int((got != self.rows["label"].cast(pl.Int64).to_numpy()).sum())
+                if bad:
+                    raise UserError(
+                        f"{where}: label differs from the {self.split} split in {bad:,} "
+                        "row(s): the rows are not in the split's order (add user_id, "
+                        "item_id, domain_id columns to match by key)"
+                    )
             try:
                 score = df["score"].cast(pl.Float64, strict=True).to_numpy()
             except pl.exceptions.PolarsError as exc:
@@ -311,11 +331,55 @@ class Evaluator:
             )
         return score
 
-    def eval(self, predictions: Any, *, logits: bool = False) -> dict:
-        """Metrics of the split from the predictions (see `expected_input_format`)."""
+    def _keyed(self, df, where: str) -> np.ndarray:
+        """Scores matched to the split's rows by (user_id, item_id, domain_id): each row of
+        the split exactly once, and no prediction left over."""
+        import polars as pl
+
+        keys = list(KEYS)
+        try:
+            left = self.rows.select(keys).with_row_index("_row")
+            left = left.with_columns(pl.col(k).cast(pl.Int64) for k in keys)
+            right = df.select(
+                *[pl.col(k).cast(pl.Int64, strict=True) for k in keys],
+                pl.col("score").cast(pl.Float64, strict=True),
+            )
+        except pl.exceptions.PolarsError as exc:
+            raise UserError(f"{where}: key and score columns must be numeric ({exc})") from None
+        if right["score"].null_count():
+            raise UserError(f"{where}: 'score' holds NaN or null values")
+        if left.select(keys).is_duplicated().any():
+            raise UserError(
+                f"the {self.split} split of {self.dataset.name} has rows that share "
+                "(user_id, item_id, domain_id): keys cannot tell them apart; give the scores "
+                "in the split's stored order with --in-split-order (in_split_order=True)"
+            )
+        dup = int(right.select(keys).is_duplicated().sum())
+        if dup:
+            raise UserError(
+                f"{where}: {dup:,} row(s) share their (user_id, item_id, domain_id) with "
+                "another: give each row of the split one score"
+            )
+        joined = left.join(right, on=keys, how="left").sort("_row")
+        missing = int(joined["score"].null_count())
+        extra = right.join(left, on=keys, how="anti").height
+        if missing or extra:
+            raise UserError(
+                f"{where} does not match the {self.split} split of {self.dataset.name} one "
+                f"to one: {missing:,} of its {left.height:,} rows have no score, and "
+                f"{extra:,} of the {right.height:,} predictions match no row of it (by "
+                "user_id, item_id, domain_id): predict exactly the split's rows"
+            )
+        return joined["score"].to_numpy()
+
+    def eval(
+        self, predictions: Any, *, logits: bool = False, in_split_order: bool = False
+    ) -> dict:
+        """Metrics of the split from the predictions (see `scores` and
+        `expected_input_format`)."""
         from mdrbench.evaluate import evaluate
 
-        score = self.scores(predictions, logits=logits)
+        score = self.scores(predictions, logits=logits, in_split_order=in_split_order)
         return evaluate(
             self.rows["domain_id"].to_numpy(),
             self.rows["label"].to_numpy(),
@@ -379,14 +443,19 @@ def external_result(
     """A result record (schema_version 1, as `mdrbench eval` writes) for a model trained
     outside mdrbench, from its test scores (aligned by `Evaluator.scores`)."""
     from mdrbench import __version__
+    from mdrbench.config import MAX_SEED
+    from mdrbench.errors import name_problem
     from mdrbench.evaluate import evaluate
     from mdrbench.validate import SCHEMA_VERSION
 
     for what, name in (("--model-name", model), ("--method-name", method)):
-        if not name or "__" in name or "/" in name or name != name.strip():
+        if not name or "__" in name or "/" in name or name != name.strip() or name_problem(name):
             raise UserError(
-                f"{what} '{name}' must be a non-empty name without '/', '__' or outer spaces"
+                f"{what} {name!r} must be a non-empty name without '/', '__', outer spaces or "
+                "control characters"
             )
+    if not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
+        raise UserError(f"seed must be from 0 to {MAX_SEED}, got {seed!r}")
     metrics = {
         "val": val_metrics,
         "test": evaluate(

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from mdrbench.errors import UserError
+from mdrbench.errors import Busy, UserError
 
 
 def _old_name(target: Path, pid: int) -> Path:
@@ -81,6 +84,98 @@ def recover_swap(target: Path) -> Path | None:
     return None
 
 
+def temp_name(path: Path) -> Path:
+    """`.<name>.tmp-<host>-<pid>` beside `path`: where a file is written before it is
+    renamed to `path`. Host and pid let `remove_stale` tell a file a killed process left
+    (on this machine) from one being written now, on a folder machines share."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+
+
+_TEMP = re.compile(r"\..+\.tmp-(?:(?P<host>.+)-)?(?P<pid>\d+)")
+
+
+def remove_stale(folder: Path) -> list[Path]:
+    """Remove what killed mdrbench processes left in `folder`: temporary files
+    (`temp_name`) of processes of this machine that are gone, and lock files no process
+    holds (`Lock`; the kernel dropped the lock with its holder). Returns what was removed."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    host = socket.gethostname()
+    for p in folder.glob(".*"):
+        m = _TEMP.fullmatch(p.name)
+        if m and p.is_file() and m["host"] in (None, host) and not pid_alive(int(m["pid"])):
+            with suppress(OSError):
+                p.unlink()
+                removed.append(p)
+        elif p.name.endswith(".lock") and p.is_file() and _drop_unheld(p):
+            removed.append(p)
+    return removed
+
+
+def _open_locked(path: Path, exclusive: bool) -> int | None:
+    """A descriptor of `path` holding a non-blocking flock (the caller closes it); None
+    when the file cannot be opened (gone); BlockingIOError when a process holds it."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR if exclusive else os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _drop_unheld(path: Path) -> bool:
+    """Unlink lock file `path` if no process holds it (taking it first, as `Lock.release`
+    unlinks it: a process waiting on it re-checks the inode and retries)."""
+    try:
+        fd = _open_locked(path, exclusive=True)
+    except OSError:
+        return False
+    if fd is None:
+        return False
+    try:
+        same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        if same:
+            path.unlink()
+        return same
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def lock_held(path: Path) -> bool:
+    """Whether a process holds the `Lock` at `path` now (without taking it)."""
+    try:
+        fd = _open_locked(path, exclusive=False)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    if fd is not None:
+        os.close(fd)
+    return False
+
+
+def temp_dir(parent: Path, name: str) -> Path:
+    """A new temporary folder `<name>-<host>-<pid>-<random>` in `parent` (mkdtemp), after
+    removing those a killed process of this machine left there (its pid is gone)."""
+    prefix = f"{name}-{socket.gethostname()}-"
+    for p in Path(parent).glob(f"{prefix}*"):
+        pid = p.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
 class Lock:
     """An exclusive lock on `path` (flock; the file exists while the lock is held).
 
@@ -118,19 +213,24 @@ class Lock:
         import fcntl
 
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except OSError as exc:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                by = f" (pid {holder})" if holder.isdigit() else ""
-                raise UserError(
-                    f"another mdrbench process{by} is {what} right now: wait for it to "
-                    "finish, or write somewhere else."
-                ) from None
-            raise
-        return fd
+        for attempt in range(5):  # a moment's grace: `remove_stale` may hold it briefly
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                return fd
+            except OSError as exc:
+                busy = exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+                if not busy or attempt == 4:
+                    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                    os.close(fd)
+                    if not busy:
+                        raise
+                    by = f" (pid {holder})" if holder.isdigit() else ""
+                    raise Busy(
+                        f"another mdrbench process{by} is {what} right now: wait for it to "
+                        "finish, or write somewhere else."
+                    ) from None
+                time.sleep(0.05)
+        raise AssertionError("unreachable")
 
     def release(self) -> None:
         if self.fd is not None:
@@ -167,16 +267,35 @@ def new_dirs_removed_on_error(path: Path | None) -> Iterator[None]:
         raise
 
 
+def check_writable(path: Path, option: str = "--out") -> None:
+    """Refuse (UserError naming `option`) a folder that cannot be written, or created, by
+    probing it, or the nearest folder above it that exists, with a temporary file:
+    nothing is created."""
+    path = Path(path).expanduser().absolute()
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        what = path if probe == path else f"{path}: {probe}"
+        raise UserError(f"{option} {what} is a file, not a folder: pass a folder.")
+    try:
+        with tempfile.TemporaryFile(dir=probe, prefix=".mdrbench-probe-"):
+            pass
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise UserError(
+            f"cannot write into {option} {path} ({probe}: {why}): pass a folder you can "
+            "write to."
+        ) from None
+
+
 def writable_dir(path: Path, option: str = "--out") -> Path:
-    """Create folder `path` (and parents) and check a file can be written in it, before any
-    long work; a UserError naming `option` otherwise."""
+    """Create folder `path` (and parents) once `check_writable` passes, before any long
+    work; a UserError naming `option` otherwise."""
+    check_writable(path, option)
     path = Path(path).expanduser()
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{option} {path} is a file, not a folder: pass a folder.")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path, prefix=".mdrbench-probe-"):
-            pass
     except OSError as exc:
         why = exc.strerror or type(exc).__name__
         raise UserError(

@@ -20,13 +20,48 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from mdrbench.errors import UserError
+
+# ----------------------------------------------------------------------------- value types
+# A field whose values are a fixed set is typed `Literal[...]`; one with a rule is
+# `Annotated[str, check]`: `convert` refuses anything else when `--set` (or a grid, a
+# profile, a recorded config) gives it, before any data is loaded.
+
+
+def param_rule(rule: str, name: str = "specific_params") -> str | re.Pattern:
+    """A rule over parameter names (`specific_params` and the like): "dense", "all",
+    "none", or "re:REGEX" (the compiled pattern is returned)."""
+    if rule in ("dense", "all", "none"):
+        return rule
+    if isinstance(rule, str) and rule.startswith("re:"):
+        try:
+            return re.compile(rule[3:])
+        except re.error as exc:
+            raise UserError(f"{name}: bad regular expression {rule[3:]!r}: {exc}") from None
+    raise UserError(f"{name}: expected 'dense', 'all', 'none' or 're:REGEX', got {rule!r}")
+
+
+_DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
+
+
+def device_spec(spec: str, name: str = "device") -> str:
+    """A device a run may ask for: auto (cuda when present, else cpu), cpu, cuda, cuda:N,
+    mps, xpu, xpu:N. Whether this machine has it is checked where the run starts."""
+    if not _DEVICE.fullmatch(spec):
+        raise UserError(f"{name}: unknown device {spec!r}; valid: auto, cpu, cuda, cuda:N, mps, xpu")
+    return spec
+
+
+ParamRule = Annotated[str, param_rule]
+Device = Annotated[str, device_spec]
+OptimizerName = Literal["sgd", "adam", "adagrad"]
 
 
 @dataclass
@@ -41,7 +76,7 @@ class TrainConfig:
     epochs: int = 0
     patience: int = 3  # epochs without a better average validation AUC before stopping
     seed: int = 0
-    device: str = "auto"  # "auto" (cuda when present, else cpu), "cpu", "cuda", "cuda:1", ...
+    device: Device = "auto"  # "auto" (cuda when present, else cpu), "cpu", "cuda", "cuda:1", ...
     # Embedding tables get sparse gradients and only the rows a batch touches are updated
     # (SparseAdam); False: dense gradients and plain Adam over whole tables (DeepCTR's way).
     sparse_embeddings: bool = True
@@ -65,7 +100,7 @@ class FrameworkConfig:
     # parameter names: "dense" = every parameter that is not an embedding table (default:
     # copies of tables would cost domains x users x emb_dim floats), "all", "none", or
     # "re:REGEX" (names matching REGEX, re.search).
-    specific_params: str = "dense"
+    specific_params: ParamRule = "dense"
 
 
 @dataclass
@@ -134,13 +169,17 @@ def parse_sets(items: Iterable[str]) -> dict[str, str]:
 
 
 def field_types(cls: type) -> dict[str, Any]:
-    """Declared (resolved) types of a dataclass's fields."""
-    hints = typing.get_type_hints(cls)
+    """Declared (resolved) types of a dataclass's fields, `Annotated` checks kept."""
+    hints = typing.get_type_hints(cls, include_extras=True)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
 def type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is Annotated:
+        return type_name(typing.get_args(tp)[0])
     if origin is None:
         return getattr(tp, "__name__", str(tp))
     args = ", ".join(type_name(a) for a in typing.get_args(tp))
@@ -160,6 +199,15 @@ def convert(value: Any, tp: Any, name: str = "value") -> Any:
 
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin is Annotated:  # a type, then checks that raise UserError
+        out = convert(value, args[0], name)
+        for check in args[1:]:
+            check(out, name)
+        return out
+    if origin is Literal:
+        if value in args and type(value) in {type(a) for a in args}:
+            return value
+        raise bad()
     if origin in (typing.Union, types.UnionType):
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             if type(None) in args:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -560,11 +559,11 @@ def download(
     dataset folders."""
     from huggingface_hub import snapshot_download
 
-    from mdrbench.atomic import swap_into_place
+    from mdrbench.atomic import swap_into_place, temp_dir
 
     check_repo_id(repo_id)
     out = writable_dir(Path(out))
-    tmp = Path(tempfile.mkdtemp(prefix=".hub-download-", dir=out))
+    tmp = temp_dir(out, ".hub-download")  # and what a killed download left goes
     try:
         at = f"{repo_id}" + (f" at revision {revision}" if revision else "")
         patterns = [f"data/{n}/*" for n in names] if names else None

@@ -13,6 +13,7 @@ never with -q, and the handler writes through `tqdm.write` so a message never te
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from collections.abc import Iterable
 
@@ -67,3 +68,9 @@ def bar(iterable: Iterable | None = None, *, enabled: bool = True, **kw):
         leave=False,
         **kw,
     )
+
+
+def command(*args) -> str:
+    """`mdrbench ARGS` as a shell line a user can paste: each argument quoted where needed
+    (a path with spaces stays one argument). Every next step mdrbench prints is built so."""
+    return " ".join(["mdrbench", *(shlex.quote(str(a)) for a in args)])

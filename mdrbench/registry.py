@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
-from mdrbench.errors import unknown_name
+from mdrbench.errors import name_problem, unknown_name
 
 T = TypeVar("T")
 
@@ -16,6 +16,9 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
 
     def register(self, name: str, obj: T) -> T:
+        problem = name_problem(name)
+        if problem:
+            raise ValueError(f"{self.kind} name {name!r} {problem}")
         if name in self._items:
             raise ValueError(f"duplicate {self.kind} name '{name}'")
         self._items[name] = obj

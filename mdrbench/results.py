@@ -5,8 +5,9 @@ A result file is one run's JSON (schema_version 1, see docs/training.md). The fu
 
 - `load_results(paths)`: every result JSON under files/folders;
 - `check_versions(results)`: refuses two manifests under one dataset name;
-- `aggregate(results, split)`: one row per (dataset, model, method): mean and std over seeds
-  of the average AUC and of each domain's AUC;
+- `aggregate(results, split)`: one row per entry (dataset build, model, method, config and
+  track: `validate.entry_key`): mean and std over seeds of the average AUC and of each
+  domain's AUC;
 - `average_ranks(values)` / `rank_entries(per_domain)` / `add_ranks(rows)`: RANK as in the
   paper: on each domain rank the compared entries by AUC (1 = best, ties share the mean of
   their ranks), then average each entry's ranks over the domains;
@@ -32,23 +33,14 @@ import numpy as np
 
 from mdrbench.errors import UserError
 
-Key = tuple[str, str, str]  # (dataset, model, method)
-
-
 # ----------------------------------------------------------------------------- loading
-
-
-def is_result(obj: Any) -> bool:
-    return (
-        isinstance(obj, dict)
-        and obj.get("schema_version") == 1
-        and all(k in obj for k in ("dataset", "model", "method", "seed", "metrics"))
-    )
 
 
 def load_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict]:
     """Every result JSON in the given files and (recursively) folders, sorted by path.
-    Other JSON files are skipped; unreadable ones raise UserError."""
+    A JSON file that is not a result (no `schema_version`: a dataset's manifest.json, ...)
+    is skipped with a warning naming it; an unreadable one, or one with a `schema_version`
+    that is not a valid result (a stub, a cut-off record), raises UserError."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files: list[Path] = []
@@ -59,20 +51,32 @@ def load_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
             files.append(p)
         else:
             raise UserError(f"no results at '{p}'")
-    out = []
+    out, skipped = [], []
     for f in files:
         try:
             obj = json.loads(f.read_text("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UserError(f"{f}: not readable JSON ({exc})") from None
-        if is_result(obj):
-            from mdrbench.validate import check_schema
+        if not (isinstance(obj, dict) and "schema_version" in obj):
+            skipped.append(f)
+            continue
+        from mdrbench.validate import check_schema
 
-            errs = check_schema(obj)
-            if errs:
-                raise UserError(f"{f}: not a valid result ({errs[0]}); see mdrbench validate {f}")
-            obj.setdefault("_path", str(f))
-            out.append(obj)
+        errs = check_schema(obj)
+        if errs:
+            raise UserError(f"{f}: not a valid result ({errs[0]}); see mdrbench validate {f}")
+        obj.setdefault("_path", str(f))
+        out.append(obj)
+    if skipped:
+        from mdrbench.log import get
+
+        shown = ", ".join(map(str, skipped[:3])) + (
+            f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        )
+        get(__name__).warning(
+            f"warning: skipped {len(skipped)} JSON file(s) that are not results (no "
+            f"schema_version): {shown}"
+        )
     return out
 
 
@@ -137,13 +141,29 @@ def results_frame(results: Sequence[Mapping]):
 
 def result_stem(dataset: str, model: str, method: str, seed: int) -> str:
     """`<dataset>__<model>__<method>__seed<seed>`: a result is `<stem>.json`, its test
-    predictions `<stem>.predictions.parquet` beside it."""
+    predictions `<stem>.predictions.parquet` beside it. A name that cannot be part of a
+    file name (a control character, a '/') or a negative seed is refused."""
+    from mdrbench.errors import name_problem
+
+    for kind, name in (("dataset", dataset), ("model", model), ("method", method)):
+        problem = name_problem(name) or ("holds a '/'" if "/" in name else None)
+        if problem:
+            raise UserError(f"{kind} name {name!r} {problem}: rename it")
+    if not (isinstance(seed, int) and seed >= 0):
+        raise UserError(f"seed must be an integer >= 0, got {seed!r}")
     return f"{dataset}__{model}__{method}__seed{seed}"
 
 
 def result_path(out: str | os.PathLike, dataset: str, model: str, method: str, seed: int) -> Path:
     """The result JSON of one run in folder `out`."""
     return Path(out) / f"{result_stem(dataset, model, method, seed)}.json"
+
+
+def lock_path(path: str | os.PathLike) -> Path:
+    """`.<stem>.lock` beside result JSON `path`: held by whoever writes that run
+    (`atomic.Lock`), so two processes never write one result."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.lock")
 
 
 def read_result(path: str | os.PathLike) -> dict | None:
@@ -188,18 +208,9 @@ def finished_result(path: str | os.PathLike, predictions: bool = True) -> dict |
 def config_diff(a: Mapping, b: Mapping) -> list[str]:
     """`train.lr: 0.001 -> 0.01` for each config key (at any depth) whose value differs,
     the run-only keys (seed, device, threads) left out."""
-    from mdrbench.validate import entry_config
+    from mdrbench.validate import entry_config, flat_config
 
-    def flat(d, prefix=""):
-        out = {}
-        for k, v in d.items():
-            if isinstance(v, dict):
-                out |= flat(v, f"{prefix}{k}.")
-            else:
-                out[prefix + k] = json.dumps(v)
-        return out
-
-    fa, fb = flat(entry_config(dict(a))), flat(entry_config(dict(b)))
+    fa, fb = flat_config(entry_config(dict(a))), flat_config(entry_config(dict(b)))
     return [f"{k}: {fa.get(k, '(absent)')} -> {fb.get(k, '(absent)')}"
             for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]  # fmt: skip
 
@@ -224,21 +235,33 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def aggregate(results: Sequence[Mapping], split: str = "test") -> list[dict]:
-    """One row per (dataset, model, method), in first-seen order:
-    {"dataset", "manifest_sha256", "model", "method", "seeds", "auc_mean": (mean, std),
-     "auc_weighted": (mean, std), "logloss": (mean, std), "domains": {name: (mean, std)},
-     "val_auc_mean": (mean, std)}."""
+    """One row per entry, in first-seen order: results are averaged together only when
+    they share dataset build, model, method, resolved config (run-only keys aside) and
+    track (`validate.entry_key`, the rule `mdrbench validate` and the leaderboard group
+    by); entries of one model and method get a `variant` label saying what differs
+    (`validate.entry_variants`, "" when there is one). A row:
+    {"dataset", "manifest_sha256", "model", "method", "variant", "seeds",
+     "auc_mean": (mean, std), "auc_weighted": (mean, std), "logloss": (mean, std),
+     "domains": {name: (mean, std)}, "val_auc_mean": (mean, std)}."""
+    from mdrbench.validate import entry_key, entry_variants
+
     check_versions(results)
-    groups: dict[Key, list[Mapping]] = {}
+    groups: dict[tuple, list[Mapping]] = {}
     for r in results:
-        groups.setdefault((r["dataset"]["name"], r["model"], r["method"]), []).append(r)
+        groups.setdefault(entry_key(r), []).append(r)
+    variants = entry_variants({key: runs[0] for key, runs in groups.items()})
     rows = []
-    for (ds, model, method), runs in groups.items():
+    for key, runs in groups.items():
+        ds, _, model, method, _, _ = key
         runs = sorted(runs, key=lambda r: r["seed"])
         seeds = [r["seed"] for r in runs]
         if len(set(seeds)) != len(seeds):
             dup = sorted({s for s in seeds if seeds.count(s) > 1})
-            raise UserError(f"{ds} {model} {method}: seed(s) {dup} appear in more than one file")
+            paths = [r.get("_path", "?") for r in runs if r["seed"] in dup]
+            raise UserError(
+                f"{ds} {model} {method}: seed(s) {dup} appear in more than one result of the "
+                f"same config ({', '.join(map(str, paths))}): keep one of each"
+            )
         m = [r["metrics"][split] for r in runs]
         if any(x is None for x in m):
             raise UserError(
@@ -254,6 +277,7 @@ def aggregate(results: Sequence[Mapping], split: str = "test") -> list[dict]:
                 "manifest_sha256": runs[0]["dataset"].get("manifest_sha256", ""),
                 "model": model,
                 "method": method,
+                "variant": variants[key],
                 "seeds": seeds,
                 "auc_mean": mean_std([x["auc_mean"] for x in m]),
                 "auc_weighted": mean_std([x.get("auc_weighted") for x in m]),
@@ -345,7 +369,14 @@ def _ms(r: Mapping, value: tuple[float, float] | None):
 
 
 def _entry(r: Mapping) -> str:
-    return f"{r['model']}+{r['method']}"
+    return f"{r['model']}+{_method(r)}"
+
+
+def _method(r: Mapping) -> str:
+    """The method, with the entry's variant (what sets it apart from entries of the same
+    model and method) in brackets."""
+    v = r.get("variant")
+    return f"{r['method']} [{v}]" if v else r["method"]
 
 
 def _best(table: Table, col: int, higher_is_better: bool) -> None:
@@ -365,8 +396,8 @@ def table_v(rows: list[dict], datasets: Sequence[str] | None = None) -> Table:
     """Table V: rows model+method, for each dataset AUC (mean ± std over seeds) and RANK."""
     rows = add_ranks([dict(r) for r in rows])
     datasets = list(datasets or dict.fromkeys(r["dataset"] for r in rows))
-    entries = list(dict.fromkeys((r["model"], r["method"]) for r in rows))
-    cell = {(r["model"], r["method"], r["dataset"]): r for r in rows}
+    entries = list(dict.fromkeys((r["model"], _method(r)) for r in rows))
+    cell = {(r["model"], _method(r), r["dataset"]): r for r in rows}
     columns = ["Model", "Method"]
     for ds in datasets:
         columns += [f"{ds} AUC", f"{ds} RANK"]
@@ -394,7 +425,7 @@ def table_vii(rows: list[dict], dataset: str) -> Table:
     body = [
         [
             r["model"],
-            r["method"],
+            _method(r),
             *[_ms(r, r["domains"].get(d)) for d in domains],
             _ms(r, r["auc_mean"]),
         ]
@@ -475,9 +506,30 @@ def _latex_escape(s: str) -> str:
     return s
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell as a spreadsheet must not run it: text starting with = + - @, a tab or
+    a carriage return gets a leading ' (OWASP's rule against CSV formula injection), so a
+    model named `=HYPERLINK(...)` stays text. Numbers are left as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def frame_csv(df) -> str:
+    """A polars DataFrame as CSV, its text columns through `csv_cell`."""
+    import polars as pl
+
+    text = [c for c, t in df.schema.items() if t == pl.String]
+    safe = [pl.col(c).map_elements(csv_cell, return_dtype=pl.String) for c in text]
+    return df.with_columns(safe).write_csv()
+
+
 def render(table: Table, fmt: str = "md") -> str:
     """The table as Markdown (`md`), CSV (`csv`: a (mean, std) cell becomes two columns,
-    numbers unrounded) or a LaTeX tabular (`latex`). Best cells bold in md and latex."""
+    numbers unrounded, text through `csv_cell`) or a LaTeX tabular (`latex`). Best cells bold in md and latex."""
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -487,7 +539,7 @@ def render(table: Table, fmt: str = "md") -> str:
         header = []
         for name, pair in zip(table.columns, pairs):
             header += [name, f"{name} std"] if pair else [name]
-        w.writerow(header)
+        w.writerow(map(csv_cell, header))
         for row in table.rows:
             line = []
             for c, pair in zip(row, pairs):
@@ -497,7 +549,7 @@ def render(table: Table, fmt: str = "md") -> str:
                     )
                 else:
                     line.append("" if c is None else c)
-            w.writerow(line)
+            w.writerow(map(csv_cell, line))
         return buf.getvalue()
     cells = [[_fmt(c, fmt, table.digits.get(j, 2)) for j, c in enumerate(row)] for row in table.rows]
     for i, j in table.bold:

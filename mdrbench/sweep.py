@@ -79,6 +79,51 @@ def parse_grid_sets(items: Iterable[str]) -> dict[str, list[Any]]:
     return out
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _names(v: Any) -> bool:
+    return isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+
+
+# A grid TOML key -> (whether its value is right, what it must be): the command's options.
+GRID_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "dataset": (_names, "a name or folder, or a list of them"),
+    "model": (_names, "a name or a list of names (\"all\": every model)"),
+    "method": (_names, "a name or a list of names (\"all\": every method)"),
+    "seeds": (lambda v: isinstance(v, str) or (isinstance(v, list) and all(map(_is_int, v))),
+              "a list of integers, or a string such as \"0-2\""),
+    "epochs": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "profile": (lambda v: v in ("paper", "none"), "\"paper\" or \"none\""),
+    "set": (lambda v: isinstance(v, dict), "a table, e.g. [set] beta = [0.1, 0.5]"),
+    "out": (lambda v: isinstance(v, str) and v != "", "a folder (a string)"),
+    "jobs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "backend": (lambda v: v in ("local", "ray"), "\"local\" or \"ray\""),
+    "address": (lambda v: isinstance(v, str), "a string (a Ray address)"),
+    "retries": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "gpus_per_run": (lambda v: (_is_int(v) or isinstance(v, float)) and 0 <= v <= 1024,
+                     "a number >= 0"),
+}  # fmt: skip
+
+
+def check_grid(grid: Mapping[str, Any], where: str) -> None:
+    """Refuse a grid file's unknown keys and values of the wrong type or range, naming the
+    key and what it must be (the `--set` table's values are checked when runs resolve)."""
+    unknown = sorted(set(grid) - set(GRID_TYPES))
+    if unknown:
+        raise UserError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; keys: {', '.join(sorted(GRID_TYPES))}"
+        )
+    for key, value in grid.items():
+        ok, what = GRID_TYPES[key]
+        if not ok(value):
+            raise UserError(f"{where}: {key} must be {what}, got {value!r}")
+    for name, values in grid.get("set", {}).items():
+        if values == []:
+            raise UserError(f"{where}: set.{name} is an empty list")
+
+
 def grid_points(sets: Mapping[str, Sequence[Any]]) -> list[tuple[dict[str, Any], str]]:
     """Every combination of the `--set` values, as (overrides, label); the label names the
     values of the axes with more than one value ("" when there is no such axis). Results
@@ -94,6 +139,29 @@ def grid_points(sets: Mapping[str, Sequence[Any]]) -> list[tuple[dict[str, Any],
         label = ",".join(f"{n}={_label_value(overrides[n])}" for n in multi)
         points.append((overrides, label))
     return points
+
+
+def distinct_values(
+    sets: Mapping[str, Sequence[Any]], models: Sequence[str], methods: Sequence[str]
+) -> dict[str, list[Any]]:
+    """Each `--set` axis without repeats: two values that every model and method of the
+    grid parse to the same config (`lr=0.001,1e-3`) are one grid point (the first kept)."""
+    from mdrbench.trainer import resolve_config
+
+    out: dict[str, list[Any]] = {}
+    for name, values in sets.items():
+        if name.rpartition(".")[2] == "seed":  # refused by grid_points: seeds are --seeds
+            out[name] = list(values)
+            continue
+        seen: dict[tuple, Any] = {}
+        for v in values:
+            key = tuple(
+                json.dumps(resolve_config(m, f, {name: v}, profile="none").to_dict())
+                for m in models for f in methods
+            )  # fmt: skip
+            seen.setdefault(key, v)
+        out[name] = list(seen.values())
+    return out
 
 
 def _label_value(v: Any) -> str:
@@ -151,6 +219,7 @@ class Run:
             "seed": self.seed,
             "overrides": {**self.overrides, "threads": self.threads},
             "out": str(self.path.parent),
+            "path": str(self.path),
             "log": str(self.log),
             "force": self.redo,
             "profile": self.profile,
@@ -223,7 +292,7 @@ def expand(
 
     models = names_or_all(models, MODELS, "model")
     methods = names_or_all(methods, FRAMEWORKS, "method")
-    points = grid_points(sets)
+    points = grid_points(distinct_values(sets, models, methods))
     folders: dict[str, tuple[str, dict, str, bytes, str]] = {}
     for d in datasets:
         for name in split_values(d):
@@ -278,6 +347,14 @@ def run_status(run: Run, recompute: bool = False) -> Status:
     from mdrbench.results import config_diff, read_result
     from mdrbench.validate import Build, check_metrics, check_predictions
 
+    try:
+        json.loads(run.path.read_bytes())
+    except FileNotFoundError:
+        return Status("todo")
+    except OSError:
+        pass  # not readable here: read_result says so (a conflict, never replaced)
+    except ValueError as exc:  # cut off (or garbled): a result that never counted
+        return Status("redo", f"the result JSON is cut off or not JSON ({exc})")
     try:
         d = read_result(run.path)
     except UserError as exc:  # a file there that is not a result: never replaced
@@ -341,23 +418,40 @@ def task_dataset(task: Mapping[str, Any]) -> str:
     return str(ensure_dataset(name, task["manifest_sha256"]))
 
 
-def execute(task: Mapping[str, Any]) -> None:
-    """One run, exactly as `mdrbench eval` does it (`cli/train.py: run_seeds`), on the dataset
-    `task_dataset` gives."""
+def execute(task: Mapping[str, Any]) -> bool:
+    """One run, exactly as `mdrbench eval` does it (`cli/train.py: run_seeds`), on the
+    dataset `task_dataset` gives. Returns False when it wrote nothing: the finished result
+    of this run was there when it took the result's lock (another process did it), and is
+    kept."""
+    from mdrbench.atomic import Lock
     from mdrbench.cli.train import run_seeds
+    from mdrbench.results import lock_path
 
-    run_seeds(task_dataset(task), task["model"], task["method"], [task["seed"]],
-              dict(task["overrides"]), Path(task["out"]), force=task["force"],
-              profile=task["profile"])  # fmt: skip
+    path = Path(task["path"])
+    with Lock(lock_path(path), f"writing {path}"):  # run_seeds takes it again (re-entrant)
+        before = _stamp(path)
+        run_seeds(task_dataset(task), task["model"], task["method"], [task["seed"]],
+                  dict(task["overrides"]), Path(task["out"]), force=task["force"],
+                  profile=task["profile"])  # fmt: skip
+        return before is None or _stamp(path) != before
 
 
-def execute_logged(task: Mapping[str, Any], attempt: int) -> int:
-    """`execute` with its output appended to the run's log; returns an exit status
-    (0 ok, 2 a user error, 1 anything else). Used by the Ray backend's tasks."""
+# Exit status of a run another process is doing right now (its result's lock is held):
+# not a failure, the sweep waits for it (EX_TEMPFAIL).
+BUSY = 75
+# The reason sent back with exit status 0 when the run found its result finished by
+# another process (and kept it) instead of writing it.
+KEPT = "kept the result another process finished"
+
+
+def execute_logged(task: Mapping[str, Any], attempt: int) -> tuple[int, str]:
+    """`execute` with its output appended to the run's log; returns (exit status, reason):
+    0 ok, 2 a user error, BUSY another process is doing this run, 1 anything else; the
+    reason is the `Error:` line's text. Used by the Ray backend's tasks."""
     log = Path(task["log"])
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-        print(f"== attempt {attempt}: {_header(task)}", flush=True)
+        print(f"== attempt {attempt} (pid {os.getpid()}): {_header(task)}", flush=True)
         return _guarded(task)
 
 
@@ -366,36 +460,104 @@ def _header(task: Mapping[str, Any]) -> str:
             f"--set {task['overrides']}")  # fmt: skip
 
 
-def _guarded(task: Mapping[str, Any]) -> int:
+def _say(msg: str) -> None:
+    """A line into the run's log; a full disk must not hide the reason from the summary."""
+    with contextlib.suppress(OSError, ValueError):
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _guarded(task: Mapping[str, Any]) -> tuple[int, str]:
+    """(exit status, reason) of `execute(task)`; the reason (one line) is also written to
+    the log as `Error: ...`, and a traceback of an unexpected error too."""
+    from mdrbench.errors import Busy
+
     log.setup()  # the trainer's progress (logger "mdrbench", INFO) into the run's log
     try:
-        execute(task)
-        return 0
+        return 0, "" if execute(task) else KEPT
     except UserError as exc:
-        print(f"Error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    except Exception:
-        traceback.print_exc()
-        sys.stderr.flush()
-        return 1
+        rc, reason = (BUSY if isinstance(exc, Busy) else 2), str(exc)
+    except OSError as exc:  # a full disk, a folder gone: may pass on a retry
+        what = exc.strerror or type(exc).__name__
+        reason = f"{exc.filename}: {what}" if exc.filename else f"{type(exc).__name__}: {exc}"
+        rc = 1
+    except Exception as exc:
+        with contextlib.suppress(OSError, ValueError):
+            traceback.print_exc()
+        rc, reason = 1, f"{type(exc).__name__}: {exc}"
+    reason = " ".join(reason.split())  # one line
+    _say(f"Error: {reason}")
+    return rc, reason
 
 
-def _child(task: dict, attempt: int) -> None:
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+class _Terminated(BaseException):
+    """SIGTERM in a run's process (the sweep stops it, or the sweep is gone): unwinds the
+    run so its temporary files and lock are removed on the way out."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
+
+
+def _watch_sweep(alive) -> None:
+    """In a run's process: block on the pipe only the sweep's process writes to; its end
+    (the sweep exited or was killed, even with SIGKILL) stops this run as SIGTERM would,
+    so no run outlives the sweep. Should the run not stop within 30 s, it is ended."""
+    with contextlib.suppress(EOFError, OSError):
+        alive.recv_bytes()  # nothing is ever sent: returns at end of file
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+    os._exit(143)
+
+
+def _child(task: dict, attempt: int, alive=None, reply=None) -> None:
     """Body of a local backend's process: output into the run's log (at the file
-    descriptor level, so torch's warnings land there too), exit status = the run's."""
+    descriptor level, so torch's warnings land there too), exit status = the run's, and
+    (exit status, reason) sent back on `reply`. Stops when `alive` ends (`_watch_sweep`)."""
+    import threading
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the sweep stops its runs itself
-    log = Path(task["log"])
-    log.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    print(f"== attempt {attempt}: {_header(task)}", file=sys.stderr, flush=True)
-    rc = _guarded(task)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(rc)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if alive is not None:
+        threading.Thread(target=_watch_sweep, args=(alive,), daemon=True).start()
+    from tqdm import tqdm
+
+    # tqdm's default lock is a multiprocessing semaphore, which the run's process would
+    # leave behind (os._exit): the sweep's resource tracker then warns of leaked semaphores.
+    tqdm.set_lock(threading.RLock())
+    rc, reason = 1, ""
+    try:
+        path = Path(task["log"])
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            reason = f"cannot write its log {path}: {exc.strerror or exc}"
+        else:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            _say(f"== attempt {attempt} (pid {os.getpid()}): {_header(task)}")
+            rc, reason = _guarded(task)
+    except _Terminated:
+        rc, reason = 143, "stopped by SIGTERM"
+        _say("== stopped (SIGTERM: the sweep stopped this run, or is gone); nothing of it counts")
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        if reply is not None:
+            with contextlib.suppress(OSError, ValueError):
+                reply.send((rc, reason))
+        os._exit(rc)
 
 
 # ----------------------------------------------------------------------------- backends
@@ -422,7 +584,12 @@ PRELOAD = ["mdrbench.cli.train", "mdrbench.trainer", "torch._dynamo", "pyarrow.p
 
 class LocalBackend:
     """One process per run on this machine, forked from a server process that has the
-    trainer imported (cheap starts; a crash or an out-of-memory kill takes down one run)."""
+    trainer imported (cheap starts; a crash or an out-of-memory kill takes down one run).
+
+    No run outlives the sweep: each holds the read end of a pipe whose only write end is
+    this process's (`_watch_sweep`), and a run stopped by SIGTERM unwinds (its temporary
+    files and lock go with it). Each run sends back (exit status, reason) on a pipe of its
+    own, so the reason reaches the summary even when its log cannot be written."""
 
     name = "local"
 
@@ -434,12 +601,17 @@ class LocalBackend:
         self.ctx = mp.get_context(method)
         if method == "forkserver":
             self.ctx.set_forkserver_preload(PRELOAD)
-        self.procs: list = []
+        self.alive, self._alive_w = self.ctx.Pipe(duplex=False)
+        self.procs: dict[Any, Any] = {}  # process -> the read end of its reply pipe
 
     def start(self, run: Run, attempt: int):
-        p = self.ctx.Process(target=_child, args=(run.to_task(), attempt), daemon=False)
+        reply, reply_w = self.ctx.Pipe(duplex=False)
+        p = self.ctx.Process(
+            target=_child, args=(run.to_task(), attempt, self.alive, reply_w), daemon=False
+        )
         p.start()
-        self.procs.append(p)
+        reply_w.close()  # the run's copy is the only one left
+        self.procs[p] = reply
         return p
 
     def wait(self, handles: list, timeout: float) -> list[Finished]:
@@ -450,26 +622,33 @@ class LocalBackend:
         for p in handles:
             if p.sentinel in ready:
                 p.join()
-                self.procs.remove(p)
-                rc = p.exitcode
-                msg = (f"killed by signal {-rc}" + (" (out of memory?)" if -rc == 9 else "")
-                       if rc < 0 else "")  # fmt: skip
-                out.append(Finished(p, rc, msg))
+                rc, reason = p.exitcode, ""
+                reply = self.procs.pop(p)
+                with contextlib.suppress(EOFError, OSError):
+                    if reply.poll():
+                        rc, reason = reply.recv()
+                reply.close()
+                if rc < 0:
+                    reason = f"killed by signal {-rc}" + (" (out of memory?)" if -rc == 9 else "")
+                out.append(Finished(p, rc, reason))
         return out
 
     def stop(self) -> None:
         for p in self.procs:
-            p.terminate()
+            p.terminate()  # SIGTERM: the run unwinds (`_Terminated`)
         deadline = time.monotonic() + 10
-        for p in self.procs:
+        for p, reply in self.procs.items():
             p.join(max(0.1, deadline - time.monotonic()))
             if p.is_alive():
                 p.kill()
                 p.join()
-        self.procs = []
+            reply.close()
+        self.procs = {}
 
     def close(self) -> None:
         self.stop()
+        self._alive_w.close()
+        self.alive.close()
 
 
 class RayBackend:
@@ -524,7 +703,7 @@ class RayBackend:
         out = []
         for ref in done:
             try:
-                out.append(Finished(ref, ray.get(ref)))
+                out.append(Finished(ref, *ray.get(ref)))
             except ray.exceptions.RayError as exc:
                 out.append(Finished(ref, 1, f"Ray: {type(exc).__name__}: {str(exc)[:300]}"))
         return out
@@ -619,6 +798,7 @@ class Summary:
     runs: list[Run]
     skipped: list[Run] = field(default_factory=list)
     done: list[Run] = field(default_factory=list)
+    elsewhere: list[Run] = field(default_factory=list)  # finished by another process
     failed: list[tuple[Run, str]] = field(default_factory=list)  # (run, last reason)
     not_run: list[Run] = field(default_factory=list)  # left when interrupted
     interrupted: bool = False
@@ -637,9 +817,18 @@ def sweep(
     where: str = "",
 ) -> Summary:
     """Run every run of `runs` that is not done on the backend `make_backend()` returns
-    (made once the runs are checked, closed at the end); see the module docstring. A failed
-    run is retried `retries` times, then reported. Ctrl-C (or SIGTERM) stops the runs in
-    progress (their partial files do not count) and returns what was finished."""
+    (made once the runs are checked, closed at the end); see the module docstring.
+
+    Before anything runs: a result of another config in the way stops the sweep
+    (UserError); every result folder must be writable (checked without creating
+    anything); what killed runs left there (temporary files, unheld lock files) is
+    removed. A run that fails is retried `retries` times, unless it failed with a user
+    error (exit status 2: it would fail the same way again); a run another process is
+    doing waits for it, and one another process finished is reported as such. Ctrl-C
+    (or SIGTERM) stops the runs in progress (their partial files do not count) and
+    returns what was finished."""
+    from mdrbench.atomic import check_writable, remove_stale
+
     summary = Summary(runs)
     t0 = time.monotonic()
     todo: list[Run] = []
@@ -657,6 +846,13 @@ def sweep(
             f"{run.path}: {st.reason}. Use another --out, or move those files away "
             "(mdrbench sweep --dry-run lists them)."
         )
+    folders = sorted({r.path.parent for r in todo})
+    for folder in folders:
+        check_writable(folder, "--out")
+    if not todo:
+        return _finish(summary, t0)
+    for folder in folders:
+        remove_stale(folder)
     backend = make_backend()
     try:
         return _run(summary, backend, todo, retries, where, t0)
@@ -664,8 +860,16 @@ def sweep(
         backend.close()
 
 
+def _finish(summary: Summary, t0: float) -> Summary:
+    summary.seconds = time.monotonic() - t0
+    return summary
+
+
 def _run(summary: Summary, backend, todo: list[Run], retries: int, where: str, t0: float):
-    _log.info(f"Sweep: {len(summary.runs)} runs ({len(summary.skipped)} already done) "
+    from mdrbench.atomic import lock_held
+    from mdrbench.results import lock_path
+
+    _log.info(f"Sweep (pid {os.getpid()}): {len(summary.runs)} runs ({len(summary.skipped)} already done) "
               f"{where} · {backend.name} backend, {backend.slots} at once")  # fmt: skip
     progress = Progress(
         len(summary.runs),
@@ -675,64 +879,161 @@ def _run(summary: Summary, backend, todo: list[Run], retries: int, where: str, t
     )
     progress.pending_methods = [r.method for r in todo]
     pending = deque((r, 1) for r in todo)
+    waiting: list[tuple[Run, int]] = []  # runs another process is doing right now
     running: dict[Any, tuple[Run, int, float]] = {}
     old_term = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum, frame):
         raise _Stop
 
+    def by_another(run: Run) -> None:
+        summary.elsewhere.append(run)
+        progress.done += 1
+        progress.pending_methods.remove(run.method)
+        progress.event(f"done   {run.describe()} (by another process)")
+
+    def failed(run: Run, reason: str) -> None:
+        summary.failed.append((run, reason))
+        progress.failed += 1
+        progress.pending_methods.remove(run.method)
+        progress.event(f"FAILED {run.describe()}: {reason} (log {run.log})")
+
     with contextlib.suppress(ValueError):  # not the main thread: no SIGTERM handling
         signal.signal(signal.SIGTERM, on_term)
     progress.event()
     try:
-        while pending or running:
+        while pending or running or waiting:
+            for item in list(waiting):  # free again: finished (or given up) by the other
+                if not lock_held(lock_path(item[0].path)):
+                    waiting.remove(item)
+                    pending.append(item)
             while pending and len(running) < backend.slots:
                 run, attempt = pending.popleft()
-                running[backend.start(run, attempt)] = (run, attempt, time.monotonic())
+                st = run_status(run)  # another sweep may have finished it meanwhile
+                if st.state == "done":
+                    by_another(run)
+                    continue
+                if st.state == "conflict":
+                    failed(run, f"another process wrote a result of another config there: {st.reason}")
+                    continue
+                run.redo = st.state == "redo"
+                handle = backend.start(run, attempt)
+                running[handle] = (run, attempt, time.monotonic())
                 progress.running += 1
                 progress.event()
+            if not running:
+                time.sleep(1.0)
+                progress.tick()
+                continue
             for fin in backend.wait(list(running), timeout=1.0):
                 run, attempt, started = running.pop(fin.handle)
                 progress.running -= 1
-                progress.pending_methods.remove(run.method)
                 seconds = time.monotonic() - started
-                reason = fin.message or (f"exit status {fin.rc}" if fin.rc else "")
+                if fin.rc == BUSY:  # another process holds this run: wait for it
+                    waiting.append((run, attempt))
+                    progress.event(f"wait   {run.describe()}: another process is running it")
+                    continue
+                kept = fin.rc == 0 and fin.message == KEPT
+                reason = "" if kept else fin.message or (f"exit status {fin.rc}" if fin.rc else "")
                 if not reason:
                     st = run_status(run)
                     if st.state != "done":
                         reason = f"finished, but its result does not validate: {st.reason}"
+                    elif kept:
+                        by_another(run)
+                        continue
                 if not reason:
                     summary.done.append(run)
                     progress.done += 1
+                    progress.pending_methods.remove(run.method)
                     progress.durations.setdefault(run.method, []).append(seconds)
                     progress.event(f"done   {run.describe()} ({fmt_seconds(seconds)})")
                     continue
                 _append_log(run, f"== attempt {attempt} failed: {reason}")
-                if attempt <= retries:
-                    run.redo = run_status(run).state == "redo"
+                if run_status(run).state == "done":  # another process finished it meanwhile
+                    by_another(run)
+                elif attempt <= retries and fin.rc != 2:  # exit 2: a user error, deterministic
                     pending.append((run, attempt + 1))
-                    progress.pending_methods.append(run.method)
                     progress.event(f"retry  {run.describe()}: {reason} (log {run.log})")
                 else:
-                    summary.failed.append((run, reason))
-                    progress.failed += 1
-                    progress.event(f"FAILED {run.describe()}: {reason} (log {run.log})")
+                    failed(run, reason)
             progress.tick()
     except (KeyboardInterrupt, _Stop):
         summary.interrupted = True
         if hasattr(backend, "cancel"):
             backend.cancel(list(running))
         backend.stop()
-        summary.not_run = [r for r, _, _ in running.values()] + [r for r, _ in pending]
+        summary.not_run = (
+            [r for r, *_ in running.values()] + [r for r, _ in pending] + [r for r, _ in waiting]
+        )
     finally:
         with contextlib.suppress(ValueError):
             signal.signal(signal.SIGTERM, old_term)
         progress.close()
-    summary.seconds = time.monotonic() - t0
-    return summary
+    return _finish(summary, t0)
+
+
+def check_devices(runs: Sequence[Run]) -> None:
+    """Every device the runs ask for exists on this machine (the local backend: a run
+    asking for `cuda` where torch sees no GPU would fail at run time, every one of them)."""
+    from mdrbench.trainer import resolve_device
+
+    for device in sorted({r.config["train"]["device"] for r in runs}):
+        try:
+            resolve_device(device)
+        except UserError as exc:
+            raise UserError(
+                f"--set {exc}: run on a machine that has it, or --set device=cpu"
+            ) from None
+
+
+def next_commands(summary: Summary, out: Path) -> list[str]:
+    """The commands to run after this sweep, each runnable as printed: a table per grid
+    point, `validate` and `leaderboard build` of `--out` with the datasets to check against
+    (and, where an entry has fewer than the leaderboard's 3 seeds, the options that accept
+    it). None when no run is finished."""
+    from mdrbench.log import command
+    from mdrbench.results import load_results
+    from mdrbench.validate import MIN_SEEDS, entry_key
+
+    finished = summary.skipped + summary.done + summary.elsewhere
+    if not finished:
+        return []
+    try:
+        records = load_results(out)
+    except UserError:  # validate names the bad file
+        records = []
+    seeds: dict[tuple, set[int]] = {}
+    for r in records:
+        seeds.setdefault(entry_key(r), set()).add(r["seed"])
+    fewest = min((len(v) for v in seeds.values()), default=MIN_SEEDS)
+    datasets = [x for d in dict.fromkeys(map(_local_copy, finished)) if d
+                for x in ("--dataset", d)]  # fmt: skip
+    few = fewest < MIN_SEEDS
+    site = out.with_name(out.name + "-site") if out.name not in ("", ".", "..") else (
+        out.resolve().with_name(out.resolve().name + "-site"))  # fmt: skip
+    return [
+        *(command("table", f) for f in sorted({r.path.parent for r in finished})),
+        command("validate", out, *datasets, *(["--min-seeds", fewest] if few else []),
+                "--require-predictions"),
+        command("leaderboard", "build", out, *datasets, *(["--allow-few-seeds"] if few else []),
+                "--out", site),
+    ]  # fmt: skip
+
+
+def _local_copy(run: Run) -> str:
+    """The run's dataset folder on this machine: the one it ran on, or for a benchmark the
+    Ray tasks fetched, the copy in this machine's data directory ("" when there is none)."""
+    if run.dataset or not run.hub:
+        return run.dataset
+    from mdrbench.paths import default_data_dir
+
+    folder = default_data_dir() / run.hub
+    return str(folder) if (folder / "manifest.json").is_file() else ""
 
 
 def _append_log(run: Run, line: str) -> None:
-    run.log.parent.mkdir(parents=True, exist_ok=True)
-    with open(run.log, "a") as f:
-        f.write(line + "\n")
+    with contextlib.suppress(OSError):  # a full disk: the summary still says it
+        run.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(run.log, "a") as f:
+            f.write(line + "\n")

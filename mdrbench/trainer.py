@@ -8,6 +8,7 @@ number with `mdrbench.evaluate.evaluate`. See docs/training.md.
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 import time
@@ -251,10 +252,13 @@ class _BestStates:
     one, only one part at a time: at Amazon-6's id space MAMDR's state holds its theta_d
     tables, each domain's about 0.1 to 0.2 GiB (docs/benchmarks.md). The folder is a fresh
     temporary one, removed by `close` at the end of training and, should training fail,
-    when this object is collected or at the latest when Python exits."""
+    when this object is collected or at the latest when Python exits; one a killed run
+    left is removed by the next run on this machine (`atomic.temp_dir`)."""
 
     def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="mdrbench-best-"))
+        from mdrbench.atomic import temp_dir
+
+        self.dir = temp_dir(Path(tempfile.gettempdir()), "mdrbench-best")
         self._files: set[Path] = set()  # removed one by one: the folder itself only if empty
         # key -> (its file, or {entry: file | [files]}; every file of it)
         self._layout: dict[str, tuple[Any, list[Path]]] = {}
@@ -310,6 +314,31 @@ def _remove_files(folder: Path, files: set[Path]) -> None:
         pass
 
 
+def _out_of_memory_is_a_user_error(fn):
+    """A run that cannot allocate its model or batch (`--set hidden=[100000000]`: 153 GB)
+    ends with one Error line naming the sizes to lower, not a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (MemoryError, RuntimeError) as exc:
+            text = str(exc)
+            if not isinstance(exc, MemoryError) and not any(  # CUDA's: "CUDA out of memory"
+                s in text for s in ("can't allocate memory", "not enough memory", "out of memory")
+            ):
+                raise
+            what = " ".join(text.split("\n")[0].split())[:300] or type(exc).__name__
+            raise UserError(
+                f"out of memory: {what}. The model or a batch is too large for this machine: "
+                "use smaller sizes (--set emb_dim=..., hidden=[...]) or a smaller batch_size / "
+                "eval_batch_size."
+            ) from None
+
+    return wrapper
+
+
+@_out_of_memory_is_a_user_error
 def train(
     dataset: str | Path | MDRData,
     model: str | nn.Module = "mlp",
@@ -363,8 +392,9 @@ def train(
 
     # 3. Numbers of the selected state, from the one evaluator (the last stage's).
     metrics = stage_records[-1]["metrics"]
+    per_domain = fw.stages()[-1].select == "domain"
     log(
-        f"best epoch {t.best_epoch}: val auc {_fmt(metrics['val']['auc_mean'])}, "
+        f"{_selected(t.best_epoch, per_domain)}: val auc {_fmt(metrics['val']['auc_mean'])}, "
         f"test auc {_fmt(metrics['test']['auc_mean'])}"
     )
     capped = [s["name"] for s in stage_records if s["stopped_by"] == "cap"]
@@ -445,7 +475,7 @@ class _Training:
         metrics = {"val": self.evaluator("val"), "test": self.evaluator("test")}
         if len(fw.stages()) > si + 1:
             log(
-                f"stage {stage.name}: best epoch {stopper.stage_best}, val auc "
+                f"stage {stage.name}: {_selected(stopper.stage_best, stopper.per_domain)}, val auc "
                 f"{_fmt(metrics['val']['auc_mean'])}, test auc {_fmt(metrics['test']['auc_mean'])}"
             )
         return {
@@ -589,6 +619,15 @@ class _EarlyStopping:
         if self.per_domain:
             return [self.names[d] for d in self.active if self.bad[d] == 0]
         return [] if self.bad else ["average"]
+
+
+def _selected(epoch: int, per_domain: bool) -> str:
+    """The selected state, as the log names it. A stage that keeps each domain's best
+    (`select="domain"`) ends on a state no epoch line showed (each domain at its own best
+    epoch), so its validation AUC is not any epoch's: the line must not pin it to one."""
+    if per_domain:
+        return f"selected state (each domain at its own best epoch, the latest {epoch})"
+    return f"best epoch {epoch}"
 
 
 def _diverged(what: str) -> UserError:

@@ -29,13 +29,14 @@ import math
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mdrbench.errors import UserError
+from mdrbench.config import MAX_SEED
+from mdrbench.errors import UserError, name_problem
 from mdrbench.evaluate import evaluate, is_close
 
 SCHEMA_VERSION = 1
@@ -180,10 +181,80 @@ class LoadedResult:
 
     @property
     def entry_key(self) -> tuple:
-        """Runs that differ only by seed form one leaderboard entry."""
-        d = self.data
-        return (d["dataset"]["name"], d["dataset"]["manifest_sha256"], d["model"], d["method"],
-                config_key(d["config"]))  # fmt: skip
+        """Runs that differ only by seed form one leaderboard entry (`entry_key`)."""
+        return entry_key(self.data)
+
+
+def entry_key(record: Mapping) -> tuple:
+    """The one grouping rule of `mdrbench table`, `validate` and the leaderboard: results
+    are averaged over seeds together only when they share the dataset build, model,
+    method, resolved config (the run-only keys seed, device and threads aside) and track
+    (`result_track`). (dataset name, manifest sha256, model, method, config key, track)."""
+    d = record
+    return (d["dataset"]["name"], d["dataset"].get("manifest_sha256", ""), d["model"],
+            d["method"], config_key(d.get("config") or {}), result_track(d))  # fmt: skip
+
+
+def result_track(record: Mapping) -> str | None:
+    """The result's track (`paper`, `tuned`, `custom`) when it records one, else None."""
+    return record.get("track")
+
+
+def entry_variants(entries: Mapping[tuple, Mapping]) -> dict[tuple, str]:
+    """For entries (`entry_key` -> one result of it) that share dataset build, model and
+    method, a short label of what sets each apart: its track, where a result came from
+    (`config.source`: `mdrbench score`; `mdrbench eval` when absent) and the config values
+    that differ ("lr=0.01, epochs=2"). "" for an entry alone of its kind."""
+    groups: dict[tuple, list[tuple]] = defaultdict(list)
+    for key in entries:
+        groups[key[:4]].append(key)
+    out = {key: "" for key in entries}
+    for keys in groups.values():
+        if len(keys) < 2:
+            continue
+        flat = {k: flat_config(entry_config(dict(entries[k].get("config") or {}))) for k in keys}
+        track = {k: result_track(entries[k]) for k in keys}
+        source = {k: json.loads(flat[k].pop("source", '"mdrbench eval"')) for k in keys}
+        for k in keys:
+            parts = []
+            if len(set(track.values())) > 1:
+                parts.append(f"track={track[k] or '-'}")
+            if len(set(source.values())) > 1:
+                parts.append(source[k])
+            kin = [o for o in keys if (track[o], source[o]) == (track[k], source[k])]
+            names = sorted({n for o in kin for n in flat[o]})
+            differ = [n for n in names if len({flat[o].get(n) for o in kin}) > 1]
+            # what the profile applied or saw overridden follows from the values: not shown
+            mine = [f"{_short(n)}={_shown(flat[k][n])}" for n in differ
+                    if n in flat[k] and not n.startswith(("profile.applied.", "profile.overridden"))]  # fmt: skip
+            parts += mine[:3] + ([f"+{len(mine) - 3} more"] if len(mine) > 3 else [])
+            if differ and not mine:
+                parts.append("config " + hashlib.sha256(k[4].encode()).hexdigest()[:6])
+            out[k] = ", ".join(parts)
+    return out
+
+
+def flat_config(d: Mapping, prefix: str = "") -> dict[str, str]:
+    """A nested config as {"train.lr": "0.001", "profile.name": '"paper"', ...}: each leaf
+    at its dotted path, its value as compact JSON."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out |= flat_config(v, f"{prefix}{k}.")
+        else:
+            out[prefix + k] = json.dumps(v, separators=(",", ":"))
+    return out
+
+
+def _shown(value: str) -> str:
+    """A JSON value for a label: a string bare, anything else as JSON."""
+    return json.loads(value) if value.startswith('"') else value
+
+
+def _short(name: str) -> str:
+    """`train.lr` -> `lr` (a hyperparameter's --set name); other paths stay whole."""
+    head, _, tail = name.partition(".")
+    return tail if head in ("train", "model", "framework", "hyperparameters") and tail else name
 
 
 def entry_config(config):
@@ -275,14 +346,18 @@ def check_schema(d) -> list[str]:
     def nonempty_str(x):
         return isinstance(x, str) and x != ""
 
+    def name(x):
+        return name_problem(x) is None
+
     need("mdrbench_version", nonempty_str, "a version string")
     if need("dataset", lambda x: isinstance(x, dict), "an object {name, manifest_sha256}"):
-        need("name", nonempty_str, "a dataset name", d["dataset"], "dataset.")
+        need("name", name, "a dataset name without control characters", d["dataset"],
+             "dataset.")  # fmt: skip
         need("manifest_sha256", lambda x: isinstance(x, str) and bool(_SHA256.match(x)),
              "64 lowercase hex digits", d["dataset"], "dataset.")  # fmt: skip
-    need("model", nonempty_str, "a model name")
-    need("method", nonempty_str, "a method (framework) name")
-    need("seed", _is_int, "an integer")
+    need("model", name, "a model name without control characters")
+    need("method", name, "a method (framework) name without control characters")
+    need("seed", lambda x: _is_int(x) and 0 <= x <= MAX_SEED, f"an integer from 0 to {MAX_SEED}")
     need("config", lambda x: isinstance(x, dict), "an object (the resolved config)")
     need("best_epoch", lambda x: x is None or (_is_int(x) and x >= 0), "an integer >= 0")
     need("train_seconds", lambda x: _is_num(x) and x >= 0, "a number >= 0")
@@ -516,8 +591,8 @@ def check_predictions(
 
 
 def entry_label(key: tuple) -> str:
-    name, sha, model, method, cfg = key
-    return f"entry {name}@{sha[:8]} {model} + {method}"
+    name, sha, model, method, _, track = key
+    return f"entry {name}@{sha[:8]} {model} + {method}" + (f" ({track} track)" if track else "")
 
 
 def validate(

@@ -110,18 +110,18 @@ def test_mdrbench_evaluate_is_the_one_evaluator(built):
     assert "score" in ev.expected_input_format
     rng = np.random.default_rng(0)
     scores = rng.random(ev.rows.height)
-    got = ev.eval({"score": scores})
+    got = ev.eval({"score": scores}, in_split_order=True)
     want = evaluate(ev.rows["domain_id"], ev.rows["label"], scores, ev.dataset.domain_names)
     assert got == want
     # Keyed input in any order gives the same numbers.
     keyed = ev.rows.with_columns(score=pl.Series(scores)).sample(fraction=1.0, shuffle=True, seed=1)
     assert ev.eval(keyed.drop("label")) == want
     with pytest.raises(mdrbench.UserError, match="rows"):
-        ev.eval({"score": scores[:-1]})
+        ev.eval({"score": scores[:-1]}, in_split_order=True)
     with pytest.raises(mdrbench.UserError, match="probabilities"):
-        ev.eval({"score": scores * 3})
+        ev.eval({"score": scores * 3}, in_split_order=True)
     with pytest.raises(mdrbench.UserError, match="label differs"):
-        ev.eval({"score": scores, "label": 1 - ev.rows["label"].to_numpy()})
+        ev.eval({"score": scores, "label": 1 - ev.rows["label"].to_numpy()}, in_split_order=True)
 
 
 def _numpy_model_predictions(ds, split: str) -> pl.DataFrame:
@@ -241,7 +241,7 @@ def test_score_needs_no_torch(built, tmp_path):
     code = (
         "import sys\nfrom mdrbench.cli import main\n"
         f"try:\n    main(['score', {str(f)!r}, '--dataset', {str(built)!r}, '--model-name', 'm',"
-        f" '--method-name', 'x', '--out', {str(tmp_path / 'r')!r}, '-q'])\n"
+        f" '--method-name', 'x', '--out', {str(tmp_path / 'r')!r}, '--in-split-order', '-q'])\n"
         "except SystemExit as e:\n    assert not e.code, e.code\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )

@@ -135,7 +135,7 @@ def test_killed_sweep_resumes_and_equals_a_fresh_one(dataset, fresh, tmp_path):
         assert (out / name).read_bytes() == data and (out / name).stat().st_mtime_ns == mtime
     assert_same_results(out, fresh)
     log = (out / "tiny-taobao-3__wdl__joint__seed1.log").read_text()
-    assert "== attempt 1:" in log and "epoch   1 [" in log and "wrote " in log
+    assert "== attempt 1 (pid " in log and "epoch   1 [" in log and "wrote " in log
     again = _sweep(dataset, out, "--jobs", "2")
     assert "8 already done (skipped), 0 done now" in again.output
 
@@ -180,10 +180,14 @@ def test_results_that_do_not_count_are_redone_and_others_refused(dataset, fresh,
     assert isinstance(res.exception, UserError)
     assert "another config (train.lr: 0.001 -> 0.01)" in str(res.exception)
     assert before == {f: f.read_bytes() for f in out.glob("*.json")}
-    # so is a file that is not a result (eval never writes one: it commits the JSON last)
-    (out / "tiny-taobao-3__wdl__alternate__seed0.json").write_text('{"schema_version": 1, "da')
+    # so is a JSON that is not a result; a cut-off one never counted: it is redone
+    f = out / "tiny-taobao-3__wdl__alternate__seed0.json"
+    f.write_text('{"schema_version": 1}')
     res = CliRunner().invoke(cli, _args(dataset, out))
-    assert isinstance(res.exception, UserError) and "is not readable JSON" in str(res.exception)
+    assert isinstance(res.exception, UserError) and "is not a valid result" in str(res.exception)
+    f.write_text('{"schema_version": 1, "da')
+    res = _sweep(dataset, out, "--dry-run")
+    assert "7 done, 1 redo" in res.output and "cut off" in res.output, res.output
 
 
 def test_profile_is_passed_to_eval_and_recorded(dataset, fresh, tmp_path):
@@ -198,7 +202,9 @@ def test_profile_is_passed_to_eval_and_recorded(dataset, fresh, tmp_path):
     assert rec["config"]["profile"]["name"] == "none"
 
 
-def test_a_failing_run_is_retried_then_reported_and_the_others_finish(dataset, tmp_path):
+def test_a_failing_run_is_reported_with_its_reason_and_the_others_finish(dataset, tmp_path):
+    """A damaged dataset is a user error: reported with its reason, not retried (it would
+    fail the same way); the retries of other failures: tests/test_hostile.py (issue 21)."""
     broken = write_dataset(tmp_path / "broken", "amazon")
     (broken / "train.parquet").write_bytes(b"not parquet")
     out = tmp_path / "out"
@@ -209,10 +215,11 @@ def test_a_failing_run_is_retried_then_reported_and_the_others_finish(dataset, t
     assert res.exit_code == 1, res.output
     assert "1 done now, 1 failed" in res.output
     log = out / "tiny-amazon-3__mlp__alternate__seed0.log"
-    assert "FAILED tiny-amazon-3 mlp+alternate seed 0: exit status" in res.output
+    assert "FAILED tiny-amazon-3 mlp+alternate seed 0: dataset " in res.output
+    assert "does not match its manifest" in res.output and "exit status" not in res.output
     assert f"log: {log}" in res.output
     text = log.read_text()
-    assert "== attempt 3:" in text and "== attempt 3 failed" in text and "== attempt 4" not in text
+    assert "== attempt 1 failed" in text and "== attempt 2" not in text
     assert (out / "tiny-taobao-3__mlp__alternate__seed0.json").is_file()
     assert not (out / "tiny-amazon-3__mlp__alternate__seed0.json").exists()
 
@@ -385,7 +392,8 @@ def test_ray_sweep_of_a_name_fetches_from_the_hub_and_equals_a_local_path_sweep(
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "2 done now, 0 failed" in r.stdout
-        assert "--dataset taobao-10 " in r.stdout  # the next commands name it
+        node_copy = tmp_path / "node-data" / "taobao-10"
+        assert f"--dataset {node_copy} " in r.stdout  # the next commands name the copy here
         assert _downloads(hub, before, "test.parquet") == 1
         assert (tmp_path / "node-data" / "taobao-10" / "manifest.json").is_file()
         # Rerun: everything is skipped, nothing is downloaded again but the manifest.

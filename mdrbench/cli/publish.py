@@ -149,9 +149,11 @@ def build_cmd(results_dir, out, datasets, data_dir, min_seeds, allow_few_seeds, 
         n_files=report.n_files,
         n_predictions_checked=report.n_predictions_checked,
     )
+    from mdrbench.log import command
+
     click.echo(
         f"wrote {len(files)} files to {out} from {report.n_files} result file(s); "
-        f"open {out / 'index.html'} or run: mdrbench leaderboard serve {out}"
+        f"open {out / 'index.html'} or run: {command('leaderboard', 'serve', out, '--port', 0)}"
     )
 
 

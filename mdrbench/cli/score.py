@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from mdrbench.config import MAX_SEED
 from mdrbench.errors import UserError
 
 
@@ -20,7 +21,10 @@ from mdrbench.errors import UserError
 @click.option(
     "--method-name", required=True, help="Name of the training method, as tables show it."
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="The run's seed.")
+@click.option(
+    "--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+    help="The run's seed.",
+)  # fmt: skip
 @click.option(
     "--val-predictions",
     type=click.Path(path_type=Path),
@@ -29,6 +33,11 @@ from mdrbench.errors import UserError
     "without it metrics.val is null.",
 )
 @click.option("--logits", is_flag=True, help="Scores are logits: apply a sigmoid first.")
+@click.option(
+    "--in-split-order", is_flag=True,
+    help="The files have no user_id, item_id, domain_id columns: their rows are in the "
+    "split's stored order (never assumed without this flag).",
+)  # fmt: skip
 @click.option(
     "--train-seconds", type=click.FloatRange(0), default=0.0, show_default=True,
     help="Training time to record.",
@@ -54,15 +63,16 @@ from mdrbench.errors import UserError
 @click.option("--force", is_flag=True, help="Replace a result of the same name in --out.")
 def score_cmd(
     predictions, dataset, model_name, method_name, seed, val_predictions, logits,
-    train_seconds, n_parameters, sets, out, force,
+    in_split_order, train_seconds, n_parameters, sets, out, force,
 ):  # fmt: skip
     """Turn test predictions made by any framework into a result file, with the one
     evaluator.
 
     PREDICTIONS is a Parquet (or CSV) file with a `score` column (click probability; see
-    --logits) for every row of the dataset's test split: either in the split's stored order
-    (optional `domain_id` and `label` columns are checked against it), or keyed by
-    `user_id`, `item_id`, `domain_id` in any order. Writes OUT/<dataset>__<model>__<method>
+    --logits) for every row of the dataset's test split: keyed by `user_id`, `item_id`,
+    `domain_id` (all three; rows in any order, each row of the split exactly once), or,
+    with --in-split-order only, in the split's stored order (an optional `label` column is
+    checked against it). Writes OUT/<dataset>__<model>__<method>
     __seed<N>.json and beside it the predictions in the split's order, from which
     `mdrbench validate` recomputes every metric. See docs/api.md.
 
@@ -71,14 +81,17 @@ def score_cmd(
     from mdrbench.api import Evaluator, external_result, load_dataset
     from mdrbench.cli.train import save_result
     from mdrbench.config import parse_sets
+    from mdrbench.log import command
     from mdrbench.results import aggregate, domain_table, render, result_path
 
     ds = load_dataset(dataset)
     test = Evaluator(ds, "test")
-    scores = test.scores(predictions, logits=logits)
+    scores = test.scores(predictions, logits=logits, in_split_order=in_split_order)
     val_metrics = None
     if val_predictions is not None:
-        val_metrics = Evaluator(ds, "val").eval(val_predictions, logits=logits)
+        val_metrics = Evaluator(ds, "val").eval(
+            val_predictions, logits=logits, in_split_order=in_split_order
+        )
     record = external_result(
         ds, test, scores, model=model_name, method=method_name, seed=seed,
         val_metrics=val_metrics, train_seconds=train_seconds, n_parameters=n_parameters,
@@ -91,4 +104,5 @@ def score_cmd(
         record, out, (test.rows["domain_id"], test.rows["label"]), scores, force=True
     )  # replacing was refused above unless --force
     click.echo(render(domain_table(aggregate([record])), "md"))
-    click.echo(f"wrote {path}; check it with: mdrbench validate {out} --dataset {ds.path}")
+    check = command("validate", path, "--dataset", ds.path, "--min-seeds", 1)
+    click.echo(f"wrote {path}; check it with: {check}")

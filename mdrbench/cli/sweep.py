@@ -13,10 +13,6 @@ import click
 
 from mdrbench.errors import UserError
 
-# Keys of a grid TOML file: the command's options (docs/sweep.md).
-GRID_KEYS = {"dataset", "model", "method", "seeds", "epochs", "profile", "set", "out", "jobs",
-             "backend", "address", "retries", "gpus_per_run"}  # fmt: skip
-
 
 def read_grid(path: Path) -> dict[str, Any]:
     """A grid TOML file -> option values (lists for dataset/model/method, a dict of value
@@ -31,11 +27,9 @@ def read_grid(path: Path) -> dict[str, Any]:
         raise UserError(f"--grid {path}: cannot read it ({exc.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"--grid {path}: not valid TOML ({exc})") from None
-    unknown = sorted(set(grid) - GRID_KEYS)
-    if unknown:
-        raise UserError(
-            f"--grid {path}: unknown key(s) {', '.join(unknown)}; keys: {', '.join(sorted(GRID_KEYS))}"
-        )
+    from mdrbench.sweep import check_grid
+
+    check_grid(grid, f"--grid {path}")
     out = dict(grid)
     for key in ("dataset", "model", "method"):
         if key in out:
@@ -44,14 +38,8 @@ def read_grid(path: Path) -> dict[str, Any]:
     if "seeds" in out:
         s = out["seeds"]
         out["seeds"] = ",".join(map(str, s)) if isinstance(s, list) else str(s)
-    if "set" in out:
-        if not isinstance(out["set"], dict):
-            raise UserError(f"--grid {path}: 'set' must be a table, e.g. [set] beta = [0.1, 0.5]")
-        # A list is the values to sweep; a single list value is written [[64, 32]].
+    if "set" in out:  # a list is the values to sweep; a single list value is [[64, 32]]
         out["set"] = {k: (v if isinstance(v, list) else [v]) for k, v in out["set"].items()}
-        for k, v in out["set"].items():
-            if not v:
-                raise UserError(f"--grid {path}: set.{k} is an empty list")
     if "out" in out:
         out["out"] = Path(out["out"])
     return out
@@ -210,6 +198,8 @@ def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, profile, sets, grid
     if dry_run:
         _dry_run(runs, recompute)
         return
+    if backend == "local":
+        sw.check_devices(runs)
 
     def make_backend():  # after the sweep has checked the runs: no Ray started for nothing
         if backend == "local":
@@ -218,7 +208,7 @@ def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, profile, sets, grid
 
     where = f"into {out}, {default_threads} thread(s) per run ({cores} cores here)"
     summary = sw.sweep(runs, make_backend, retries=retries, recompute=recompute, where=where)
-    _report(summary, runs, out, datasets)
+    _report(summary, runs, out)
     if summary.interrupted:
         ctx.exit(130)
     if summary.failed:
@@ -248,14 +238,15 @@ def _dry_run(runs, recompute: bool) -> None:
                "conflict = a result of another config or build is in the way.")  # fmt: skip
 
 
-def _report(summary, runs, out: Path, datasets) -> None:
+def _report(summary, runs, out: Path) -> None:
     from mdrbench import sweep as sw
 
     s = summary
     click.echo(
         f"Sweep {'interrupted' if s.interrupted else 'finished'}: {len(runs)} runs: "
         f"{len(s.skipped)} already done (skipped), {len(s.done)} done now, "
-        f"{len(s.failed)} failed"
+        + (f"{len(s.elsewhere)} done by another process, " if s.elsewhere else "")
+        + f"{len(s.failed)} failed"
         + (f", {len(s.not_run)} not run" if s.interrupted else "")
         + f"; {sw.fmt_seconds(s.seconds)}."
     )
@@ -263,11 +254,8 @@ def _report(summary, runs, out: Path, datasets) -> None:
         click.echo(f"  FAILED {run.describe()}: {reason}\n         log: {run.log}")
     if s.interrupted or s.failed:
         click.echo("Rerun the same command to resume: finished runs are skipped.")
-    labels = sorted({r.label for r in runs})
-    folders = [out / label if label else out for label in labels]
-    click.echo("Next:")
-    for f in folders:
-        click.echo(f"  mdrbench table {f}")
-    ds = " ".join(f"--dataset {d}" for d in dict.fromkeys(r.dataset or r.hub for r in runs))
-    click.echo(f"  mdrbench validate {out} {ds} --require-predictions")
-    click.echo(f"  mdrbench leaderboard build {folders[0]} --out site")
+    steps = sw.next_commands(s, out)
+    if steps:
+        click.echo("Next:")
+    for line in steps:
+        click.echo(f"  {line}")

@@ -50,7 +50,9 @@ def _replace_file(path: Path, write) -> None:
     """`write(tmp)` then rename over `path` (fsynced first): `path` is old or new, never half."""
     import os
 
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from mdrbench.atomic import temp_name
+
+    tmp = temp_name(path)
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
@@ -149,9 +151,9 @@ def run_seeds(
     concurrent mdrbench writing the same run fails at once); a finished result of the same
     config and dataset build is kept and its seed not rerun; a result of a different config
     is refused unless `force`."""
-    from mdrbench.atomic import Lock, writable_dir
+    from mdrbench.atomic import Lock, remove_stale, writable_dir
     from mdrbench.data import load_dataset
-    from mdrbench.results import config_diff, finished_result, read_result, result_path
+    from mdrbench.results import config_diff, finished_result, lock_path, read_result, result_path
     from mdrbench.trainer import resolve_config, resolve_device, stderr_log, train
 
     profile = profile or "paper"
@@ -162,6 +164,7 @@ def run_seeds(
         seeds = [seed for seed, _ in runs]
     if out is not None:
         out = writable_dir(out)
+        remove_stale(out)  # what a killed run left: temporary files, unheld lock files
     if data is None:
         data = load_dataset(dataset, resolve_device(run.train.device))
     name, sha = data.info.name, data.info.manifest_sha256
@@ -178,7 +181,7 @@ def run_seeds(
                 todo.append((seed, cfg, None))
                 continue
             path = result_path(out, name, model, method, seed)
-            locks.append(Lock(path.with_name(f".{path.stem}.lock"), f"writing {path}"))
+            locks.append(Lock(lock_path(path), f"writing {path}"))
             if force:
                 todo.append((seed, cfg, path))
                 continue
@@ -416,7 +419,15 @@ def table_cmd(results_dir, datasets, fmt, split, per_domain, long_):
 
     Example: mdrbench table results --format csv --long > results.csv
     """
-    from mdrbench.results import aggregate, load_results, render, results_frame, table_v, table_vii
+    from mdrbench.results import (
+        aggregate,
+        frame_csv,
+        load_results,
+        render,
+        results_frame,
+        table_v,
+        table_vii,
+    )  # fmt: skip
 
     if long_ and fmt != "csv":
         raise UserError("--long is a CSV export: pass --format csv with it")
@@ -437,7 +448,7 @@ def table_cmd(results_dir, datasets, fmt, split, per_domain, long_):
         df = results_frame(results)
         if split is not None:
             df = df.filter(df["split"] == split)
-        click.echo(df.write_csv(), nl=False)
+        click.echo(frame_csv(df), nl=False)
         return
     split = split or "test"
     rows = aggregate(results, split)
@@ -461,7 +472,7 @@ def table_cmd(results_dir, datasets, fmt, split, per_domain, long_):
     default=None,
     help="Most epochs per stage (default: no cap; each run trains to early stopping).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option(
     "--size",
     default="tiny",
@@ -537,6 +548,23 @@ def quickstart_cmd(out, epochs, seed, size, threads, quiet):
                 )
     if not any(r["stopped_at_cap"] for r in records):
         click.echo("Every run trained to early stopping (no epoch cap reached).")
-    click.echo(f"Results: {out / 'results'}  (mdrbench table {out / 'results'})")
-    click.echo(f"Next: mdrbench eval --dataset {folder} --model mmoe --method {best} --seeds 0,1,2")
+    click.echo(f"Results: {out / 'results'}")
+    click.echo(f"Next: three seeds of both, as the leaderboard asks (seed {seed}: kept), and the table:")
+    for line in quickstart_next(folder, out / "results", methods, seed, epochs, threads):
+        click.echo(f"  {line}")
     sys.stdout.flush()
+
+
+def quickstart_next(folder, results, methods, seed, epochs, threads) -> list[str]:
+    """The quickstart's next steps, runnable as printed: a sweep of its comparison over
+    three seeds into its results folder (the runs it made have that config: kept), and
+    the table."""
+    from mdrbench.log import command
+
+    seeds = ",".join(map(str, dict.fromkeys([seed, seed + 1, seed + 2])))
+    cap = [] if epochs is None else ["--epochs", epochs]
+    return [
+        command("sweep", "--dataset", folder, "--model", "mlp", "--method", ",".join(methods),
+                "--seeds", seeds, *cap, "--set", f"threads={threads}", "--out", results),
+        command("table", results),
+    ]  # fmt: skip

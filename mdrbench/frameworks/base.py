@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -37,7 +36,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from mdrbench.config import FrameworkConfig, TrainConfig
+from mdrbench.config import (
+    FrameworkConfig,
+    OptimizerName,
+    ParamRule,
+    TrainConfig,
+    param_rule,
+)
 from mdrbench.data import MDRData, Split
 from mdrbench.errors import UserError
 from mdrbench.frameworks.params import DomainOffsets, Params
@@ -107,8 +112,8 @@ class FinetuneOptions(FrameworkConfig):
 
     finetune: bool = True  # end with the finetune stage (false: the pure algorithm)
     finetune_lr: float = 1e-3  # authors: SGD, lr 0.001
-    finetune_optimizer: str = "sgd"  # sgd | adam | adagrad (authors: plain SGD)
-    finetune_params: str = "all"  # which weights each domain finetunes (authors: all)
+    finetune_optimizer: OptimizerName = "sgd"  # sgd | adam | adagrad (authors: plain SGD)
+    finetune_params: ParamRule = "all"  # which weights each domain finetunes (authors: all)
     finetune_epochs: int = 0  # most finetune epochs; 0 = no cap (authors: epoch 99999)
     finetune_keep_start: bool = False  # the state before finetuning is a candidate too
     finetune_min_delta: float = 1e-4  # Keras EarlyStopping min_delta (authors: 1e-4)
@@ -152,22 +157,15 @@ def set_sparse_embeddings(model: nn.Module, sparse: bool) -> int:
 def specific_param_names(model: nn.Module, rule: str) -> list[str]:
     """Domain-specific parameters by a rule over names (FrameworkConfig.specific_params)."""
     names = [n for n, p in model.named_parameters() if p.requires_grad]
-    if rule == "dense":
+    parsed = param_rule(rule)
+    if parsed == "dense":
         emb = embedding_param_names(model)
         return [n for n in names if n not in emb]
-    if rule == "all":
+    if parsed == "all":
         return names
-    if rule == "none":
+    if parsed == "none":
         return []
-    if rule.startswith("re:"):
-        try:
-            pattern = re.compile(rule[3:])
-        except re.error as exc:
-            raise UserError(
-                f"specific_params: bad regular expression {rule[3:]!r}: {exc}"
-            ) from None
-        return [n for n in names if pattern.search(n)]
-    raise UserError(f"specific_params: expected 'dense', 'all', 'none' or 're:REGEX', got {rule!r}")
+    return [n for n in names if parsed.search(n)]
 
 
 def clone_params(params: Mapping[str, Tensor], names: Sequence[str] | None = None) -> Params:

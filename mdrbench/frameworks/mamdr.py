@@ -7,9 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
+from mdrbench.config import OptimizerName, ParamRule
 from mdrbench.errors import UserError
 from mdrbench.frameworks.base import (
     FRAMEWORKS,
@@ -44,8 +46,8 @@ class DN(MetaFramework):
     class Config(FinetuneOptions):
         alpha: float = 1e-3  # inner learning rate (paper: 1e-3)
         beta: float = 0.1  # outer learning rate (paper: 0.1)
-        inner_optimizer: str = "adam"  # sgd | adam | adagrad (paper: Adam)
-        outer_optimizer: str = "sgd"  # sgd | adam | adagrad (sgd = Eq. 3 as written)
+        inner_optimizer: OptimizerName = "adam"  # sgd | adam | adagrad (paper: Adam)
+        outer_optimizer: OptimizerName = "sgd"  # sgd | adam | adagrad (sgd = Eq. 3 as written)
 
     def __init__(self, model, ctx, cfg=None):
         super().__init__(model, ctx, cfg)
@@ -109,11 +111,11 @@ class MAMDR(DN):
 
     @dataclass
     class Config(DN.Config):
-        specific_params: str = "all"  # authors: meta_parms ["all"]
+        specific_params: ParamRule = "all"  # authors: meta_parms ["all"]
         gamma: float = 0.1  # DR's outer learning rate (authors' code: 0.1)
         k: int = 5  # DR sample number (paper: 3 for amazon-6, 5 for the others)
         add_target: bool = True  # append the target domain to the k sampled (authors' code)
-        theta_d_init: str = "random"  # random (authors) | zero
+        theta_d_init: Literal["random", "zero"] = "random"  # random (authors) | zero
 
     def __init__(self, model, ctx, cfg=None):
         super().__init__(model, ctx, cfg)
@@ -248,14 +250,14 @@ class DR(MAMDR):
 
     @dataclass
     class Config(FinetuneOptions):  # MAMDR's without beta: no outer step on theta_S
-        specific_params: str = "all"  # as MAMDR's
+        specific_params: ParamRule = "all"  # as MAMDR's
         alpha: float = 1e-3  # inner learning rate (shared passes and DR)
         gamma: float = 0.1  # DR's outer learning rate
         k: int = 5  # DR sample number
         add_target: bool = True  # append the target domain to the k sampled
-        inner_optimizer: str = "adam"
-        outer_optimizer: str = "sgd"  # DR's outer step (gamma)
-        theta_d_init: str = "random"  # random (authors) | zero
+        inner_optimizer: OptimizerName = "adam"
+        outer_optimizer: OptimizerName = "sgd"  # DR's outer step (gamma)
+        theta_d_init: Literal["random", "zero"] = "random"  # random (authors) | zero
 
     def shared_update(self, epoch: int, order: Sequence[int], meter: LossMeter) -> None:
         for i, d in enumerate(order):

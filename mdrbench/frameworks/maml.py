@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from mdrbench.config import OptimizerName
 from mdrbench.errors import UserError
 from mdrbench.frameworks.base import (
     FRAMEWORKS,
@@ -41,8 +42,8 @@ class MAML(MetaFramework):
     class Config(FinetuneOptions):
         alpha: float = 1e-3  # inner learning rate (authors' code: 1e-3)
         beta: float = 1e-3  # outer learning rate (authors' code: 1e-3)
-        inner_optimizer: str = "adam"
-        outer_optimizer: str = "adam"
+        inner_optimizer: OptimizerName = "adam"
+        outer_optimizer: OptimizerName = "adam"
         support_fraction: float = 0.2  # share of a domain's rows in its support set (authors: 0.2)
 
     def __init__(self, model, ctx, cfg=None):

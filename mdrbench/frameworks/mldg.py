@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from mdrbench.config import FrameworkConfig
+from mdrbench.config import FrameworkConfig, OptimizerName
 from mdrbench.errors import UserError
 from mdrbench.frameworks.base import (
     FRAMEWORKS,
@@ -62,10 +63,10 @@ class MLDG(MetaFramework):
 
     @dataclass
     class Config(FrameworkConfig):
-        variant: str = "authors"  # authors (model_zoo/mldg.py) | li (Li et al., domains)
+        variant: Literal["authors", "li"] = "authors"  # authors (model_zoo/mldg.py) | li (Li et al., domains)
         alpha: float = 1e-3  # li: the virtual SGD step on F
         beta: float = 1e-3  # outer learning rate (authors: both steps)
-        outer_optimizer: str = "adam"
+        outer_optimizer: OptimizerName = "adam"
         meta_weight: float = 1.0  # li: MLDG's beta, weight of the meta-test loss G
         meta_train_fraction: float = 0.8  # authors: share of a domain's rows in meta-train
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from mdrbench.config import FrameworkConfig
+from mdrbench.config import FrameworkConfig, ParamRule
 from mdrbench.errors import UserError
 from mdrbench.frameworks.base import (
     FRAMEWORKS,
@@ -204,11 +205,11 @@ class PCGrad(Framework):
 
     @dataclass
     class Config(FrameworkConfig):
-        variant: str = "authors"  # authors (model_zoo/pcgrad.py) | yu (Yu et al. 2020)
+        variant: Literal["authors", "yu"] = "authors"  # authors (model_zoo/pcgrad.py) | yu (Yu et al. 2020)
         # Parameters whose gradients get surgery (same rule syntax as specific_params):
         # "all", "dense" (embedding tables just summed), "none" (plain summed gradients)
         # or "re:REGEX".
-        surgery_params: str = "all"
+        surgery_params: ParamRule = "all"
         sample_num: int = 5  # authors: other domains combined into each domain's step
 
     def __init__(self, model, ctx, cfg=None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mdrbench.config import OptimizerName
 from mdrbench.frameworks.base import (
     FRAMEWORKS,
     EpochStats,
@@ -34,8 +35,8 @@ class Reptile(MetaFramework):
     class Config(FinetuneOptions):
         alpha: float = 1e-3  # inner learning rate
         beta: float = 0.1  # outer learning rate (authors' code: 0.1)
-        inner_optimizer: str = "adam"
-        outer_optimizer: str = "sgd"
+        inner_optimizer: OptimizerName = "adam"
+        outer_optimizer: OptimizerName = "sgd"
 
     def __init__(self, model, ctx, cfg=None):
         super().__init__(model, ctx, cfg)

@@ -5,6 +5,7 @@ normalisation, auxiliary network). Defaults are the paper's layer sizes (Sec. V-
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -193,8 +194,8 @@ class STAR(MDRModel):
         hidden: list[int] = hidden_field(256, 128, 64)
         aux_net: bool = False  # authors: auxiliary_net false in every config
         aux_hidden: list[int] = hidden_field(64)  # authors: auxiliary_dim 64
-        output: str = "dense"  # dense (authors) | star
-        domain_init: str = "glorot"  # W_d init: glorot (authors) | ones
+        output: Literal["dense", "star"] = "dense"  # dense (authors) | star
+        domain_init: Literal["glorot", "ones"] = "glorot"  # W_d init: glorot (authors) | ones
         pn_momentum: float = 0.01  # torch convention (Keras momentum 0.99)
         pn_eps: float = 1e-3  # Keras epsilon 1e-3
 
