@@ -269,8 +269,7 @@ def run_space(spaces: Mapping, model: str, method: str, fixed: Sequence[str] = (
         srcs.append(f"{label}: {entry['source']}")
 
     def is_fixed(key: str) -> bool:
-        sec, _, name = key.partition(".")
-        return any(f in (key, name) for f in fixed)
+        return any(f in (key, key.partition(".")[2]) for f in fixed)
 
     return Space({k: v for k, v in values.items() if k not in drop and not is_fixed(k)}, srcs)
 
@@ -278,7 +277,8 @@ def run_space(spaces: Mapping, model: str, method: str, fixed: Sequence[str] = (
 def draw(space: Space, budget: int, search: str | None, seed: int) -> tuple[str, list[dict]]:
     """The trials' configurations and the search used: "grid" (every point, in order) when
     the space fits in the budget or `search` asks for it; otherwise "random": `budget`
-    distinct points drawn with `random.Random(seed)`, each the first point not drawn yet."""
+    distinct points, each a point index drawn uniformly with `random.Random(seed)`, a
+    repeat drawn again (so a budget's draw is the start of any larger budget's)."""
     if budget < 1:
         raise UserError(f"--budget must be >= 1, got {budget}")
     size = space.size

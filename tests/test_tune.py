@@ -114,6 +114,14 @@ def test_a_rerun_resumes_and_reruns_no_trial(tuned, dataset):
     assert res.exit_code == 0, res.output
     assert "done   " not in res.output  # nothing ran: every trial and final run was done
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.json")} == before
+    # --dry-run once every trial is done: the selection and the final runs' state
+    res = _tune("--dataset", str(dataset), "--model", "mlp", "--method", "alternate",
+                "--budget", "4", "--seeds", "0,1,2", "--epochs", "2", *TINY, "--out",
+                str(out), "--dry-run")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    sel = json.loads(next(out.glob("*seed0.json")).read_text())["tuning"]["selected"]
+    assert f"selected: trial {sel}" in res.output
+    assert "final runs: seed 0 done, seed 1 done, seed 2 done" in res.output
     # a larger budget keeps the 4 finished trials (the draw's first 4) and adds 2
     res = _tune("--dataset", str(dataset), "--model", "mlp", "--method", "alternate",
                 "--budget", "6", "--seeds", "0,1,2", "--epochs", "2", *TINY, "--out",

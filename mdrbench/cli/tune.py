@@ -128,7 +128,7 @@ def tune_cmd(ctx, datasets, models, methods, budget, search, space_file, seed, s
     trials = tune.trial_runs(studies)
     make_backend, where = sw.engine(trials, backend, jobs, address, gpus_per_run, out)
     if dry_run:
-        _dry_run(studies, final_seeds, out)
+        _dry_run(studies, final_seeds, out, fixed, profile)
         return
     if backend == "local":
         sw.check_devices(trials)
@@ -179,7 +179,7 @@ def _stopped(ctx, summary, what: str) -> bool:
     return True
 
 
-def _dry_run(studies, seeds, out: Path) -> None:
+def _dry_run(studies, seeds, out: Path, sets: dict, profile: str) -> None:
     from mdrbench import sweep as sw
     from mdrbench import tune
 
@@ -195,7 +195,7 @@ def _dry_run(studies, seeds, out: Path) -> None:
         done = all(s == "done" for s in states)
         if done:
             tune.select(st)
-            runs = tune.final_runs([st], seeds, out)
+            runs = tune.final_runs([st], seeds, out, sets, profile)
             finals = ", ".join(f"seed {r.seed} {sw.run_status(r).state}" for r in runs)
             click.echo(f"  selected: trial {st.selected} (val AUC {st.val_auc[st.selected]:.4f}); "
                        f"final runs: {finals}\n")  # fmt: skip
