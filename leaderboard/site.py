@@ -175,11 +175,16 @@ def _selected(e: Entry) -> dict:
     return dict(t["trials"][t["selected"]]["config"]) if t else {}
 
 
+def _value(v) -> str:
+    """A hyperparameter's value as shown: a string bare, anything else as JSON."""
+    return v if isinstance(v, str) else json.dumps(v)
+
+
 def _track_cell(e: Entry) -> str:
     sel = _selected(e)
     if not sel:
         return f'<td class="track">{h(e.track)}</td>'
-    values = ", ".join(f"{k}={json.dumps(v)}" for k, v in sel.items())
+    values = ", ".join(f"{k}={_value(v)}" for k, v in sel.items())
     return (f'<td class="track" title="selected on validation: {h(values)}">'
             f'<a href="{h(page_file(e.dataset))}#tuned-{h(e.id)}">{h(e.track)}</a></td>')  # fmt: skip
 
@@ -321,10 +326,10 @@ def tuned_section(e: Entry) -> str:
         v = tr["val_auc"]
         rows.append(
             f"<tr{cls}>" + td(h(i), i)
-            + "".join(f"<td>{h(json.dumps(tr['config'].get(k)))}</td>" for k in keys)
+            + "".join(f"<td>{h(_value(tr['config'].get(k)))}</td>" for k in keys)
             + td(("diverged" if v is None else f"{v:.4f}") + mark, v) + "</tr>"
         )  # fmt: skip
-    sel = ", ".join(f"{k} = {json.dumps(v)}" for k, v in _selected(e).items()) or "—"
+    sel = ", ".join(f"{k} = {_value(v)}" for k, v in _selected(e).items()) or "—"
     sources = "".join(f"<li>{h(x)}</li>" for x in t.get("sources", []))
     seeds = ",".join(map(str, t.get("select_seeds", [])))
     caption = (f"{h(e.model)} + {h(e.method)}: {h(len(t['trials']))} trial(s), validation "
@@ -417,9 +422,13 @@ def index_page(by_name: dict[str, dict[str, list[Entry]]], include_paper: bool,
         '<p class="note">Multi-domain recommendation benchmarks of MAMDR (ICDE 2023), rebuilt '
         "by mdrbench. Each table holds the entries of one dataset build (named by the sha256 "
         "of its <code>manifest.json</code>); an entry is one model + method (+ config) over "
-        f"its seeds, ranked only with at least {MIN_SEEDS} seeds. RANK: on each domain rank "
-        "the entries by mean test AUC (1 = best), then average over domains. Click a column "
-        "header to sort; reproduced and reported rows sort separately.</p>",
+        f"its seeds, ranked only with at least {MIN_SEEDS} seeds, and only among the entries "
+        "of its track (last column): <em>paper</em>, the authors' published configuration; "
+        "<em>tuned</em>, selected on validation AUC within a declared search space and the "
+        "same budget for every method (<code>mdrbench tune</code>); <em>custom</em>, anything "
+        "else. RANK: on each domain rank the entries by mean test AUC (1 = best), then average "
+        "over domains. Click a column header to sort; each track's rows and the reported rows "
+        "sort separately.</p>",
         f'<p class="note">{h(n_files)} result file(s), {h(n_entries)} entr{"y" if n_entries == 1 else "ies"}, '
         f"{h(n_pred)} predictions file(s) recomputed with the one evaluator. As data: "
         '<a href="leaderboard.csv">leaderboard.csv</a>, '
