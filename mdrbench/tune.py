@@ -200,9 +200,9 @@ def _check_entry(entry: Any, label: str, sections: dict, partial: bool) -> None:
             raise UserError(f"{label}: {key} must be a non-empty list of candidate values")
         for v in cands:
             if not _typed(v, tp):
-                raise UserError(
-                    f"{label}: {key}: {json.dumps(v)} is not a {type_name(tp)} value"
-                )
+                what = type_name(tp)
+                what = what if what.startswith("one of") else f"a {what} value"
+                raise UserError(f"{label}: {key}: {json.dumps(v)} is not {what}")
         converted = [convert(v, tp, f"{label}: {key}") for v in cands]
         texts = [json.dumps(v) for v in converted]
         if len(set(texts)) != len(texts):

@@ -185,6 +185,9 @@ def test_shipped_spaces_cover_every_model_and_method_with_a_source():
         ({"methods": {"alternate": {"values": {"framework.beta": [0.5]}}}},
          "'framework.beta' is not a hyperparameter here"),
         ({"common": {"values": {"train.lr": []}}}, "non-empty list"),
+        ({"methods": {"mamdr": {"values": {"framework.theta_d_init": ["zerro"]}}}},
+         '"zerro" is not one of'),
+        ({"common": {"values": {"model.dropout": [1.5]}}}, "dropout is a probability"),
     ],
 )
 def test_a_bad_space_file_is_refused_before_any_run(dataset, tmp_path, capsys, space, message):
