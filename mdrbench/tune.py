@@ -154,10 +154,7 @@ def check_spaces(spaces: Any, where: str, partial: bool = False) -> dict:
 
     if not isinstance(spaces, dict):
         raise UserError(f"{where}: expected a JSON object with common/models/methods entries")
-    unknown = sorted(set(spaces) - TOP_KEYS)
-    if unknown:
-        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; keys: "
-                        f"{', '.join(sorted(TOP_KEYS))}")  # fmt: skip
+    _known_keys(spaces, TOP_KEYS, where)
     entries: list[tuple[str, str | None, Any]] = []
     if "common" in spaces:
         entries.append(("common", None, spaces["common"]))
@@ -175,13 +172,17 @@ def check_spaces(spaces: Any, where: str, partial: bool = False) -> dict:
     return spaces
 
 
+def _known_keys(obj: dict, keys: set[str], label: str) -> None:
+    unknown = sorted(set(obj) - keys)
+    if unknown:
+        raise UserError(f"{label}: unknown key(s) {', '.join(unknown)}; keys: "
+                        f"{', '.join(sorted(keys))}")  # fmt: skip
+
+
 def _check_entry(entry: Any, label: str, sections: dict, partial: bool) -> None:
     if not isinstance(entry, dict):
         raise UserError(f"{label}: expected an object {{source, values, not_used}}")
-    unknown = sorted(set(entry) - ENTRY_KEYS)
-    if unknown:
-        raise UserError(f"{label}: unknown key(s) {', '.join(unknown)}; keys: "
-                        f"{', '.join(sorted(ENTRY_KEYS))}")  # fmt: skip
+    _known_keys(entry, ENTRY_KEYS, label)
     if not isinstance(entry.get("source", "" if partial else None), str):
         raise UserError(f"{label}: 'source' must be a one-line string saying where the values come from")
     if not isinstance(entry.get("replace", False), bool):
