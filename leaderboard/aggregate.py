@@ -1,10 +1,11 @@
 """From validated result files to leaderboard entries: mean +- std over seeds and RANK.
 
-One entry = one dataset build, model, method and config (apart from the seed). Its numbers
-are the test metrics of its runs, as the one evaluator wrote them: mean and sample
+One entry = one dataset build, model, method, track and config (apart from the seed). Its
+numbers are the test metrics of its runs, as the one evaluator wrote them: mean and sample
 standard deviation (ddof = 1) over seeds. RANK (the paper's metric): on each domain, rank the
-ranked entries of the same build by their mean AUC (1 = best, ties share the mean of their
-ranks), then average over the domains. Both come from `mdrbench.results` (`mean_std`,
+ranked entries of the same build and the same track (paper, tuned or custom:
+mdrbench/track.py; never across tracks) by their mean AUC (1 = best, ties share the mean of
+their ranks), then average over the domains. Both come from `mdrbench.results` (`mean_std`,
 `rank_entries`), the functions behind `mdrbench table`, so the site and the tables agree.
 """
 
@@ -46,10 +47,10 @@ class Entry:
     method: str
     config: dict  # the resolved config without run-only keys (seed, device, threads)
     runs: list[LoadedResult]
+    track: str = "custom"  # paper, tuned or custom (mdrbench/track.py; validate.entry_key)
     ranked: bool = True
     rank: float | None = None
-    variant: str = ""  # set when several entries share model and method
-    track: str | None = None  # the results' track, when they record one (validate.entry_key)
+    variant: str = ""  # set when several entries share model, method and track
     auc: Stat = field(init=False)
     val_auc: Stat = field(init=False)
     domains: dict[str, Stat] = field(init=False)
@@ -70,9 +71,15 @@ class Entry:
     @property
     def id(self) -> str:
         """A file-name-safe id, stable for the same entry."""
-        parts = [self.dataset, self.manifest_sha256, self.model, self.method, self.config]
-        key = json.dumps(parts + ([self.track] if self.track else []), sort_keys=True)
+        parts = [self.dataset, self.manifest_sha256, self.model, self.method, self.config,
+                 self.track]  # fmt: skip
+        key = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    @property
+    def tuning(self) -> dict | None:
+        """A tuned entry's tuning record (its budget, space, trials and selected trial)."""
+        return self.runs[0].data.get("tuning") if self.track == "tuned" else None
 
     @property
     def n_parameters(self) -> int:
@@ -100,24 +107,25 @@ def aggregate(results: list[LoadedResult], *, min_seeds: int = 3) -> list[Entry]
         e = Entry(name, sha, model, method, cfg, runs, track=track)
         e.ranked = len({r.data["seed"] for r in runs}) >= min_seeds
         entries.append(e)
-    # Several configs of one model + method: tell them apart by a short config hash.
+    # Several configs of one model + method in one track: tell them apart by a short hash.
     by_mm = defaultdict(list)
     for e in entries:
-        by_mm[(e.manifest_sha256, e.model, e.method)].append(e)
+        by_mm[(e.manifest_sha256, e.model, e.method, e.track)].append(e)
     for group in by_mm.values():
         if len(group) > 1:
             for e in group:
                 e.variant = e.id[:6]
-    by_build = defaultdict(list)
+    by_track = defaultdict(list)
     for e in entries:
-        by_build[e.manifest_sha256].append(e)
-    for group in by_build.values():
+        by_track[(e.manifest_sha256, e.track)].append(e)
+    for group in by_track.values():
         assign_ranks([e for e in group if e.ranked])
     return entries
 
 
 def assign_ranks(entries: list[Entry]) -> None:
-    """RANK of each entry among `entries` (one build), from their per-domain mean AUCs."""
+    """RANK of each entry among `entries` (one build, one track), from their per-domain
+    mean AUCs."""
     ranks = rank_entries(
         {i: {d: s.mean for d, s in e.domains.items()} for i, e in enumerate(entries)}
     )

@@ -5,9 +5,14 @@ static host. Every string that comes from a results file or a manifest goes thro
 (HTML-escaped, quotes included) before it reaches a page; resolved configs are written as
 JSON files next to the pages and linked, never inlined.
 
+Every entry shows its track (paper, tuned or custom: mdrbench/track.py) and is ranked only
+within it: each track is its own group of rows (a <tbody>, sorted on its own), and a tuned
+entry's page section shows its selected values and its trial table (validation AUC only).
+
 Layout of SITE_DIR:
     index.html            one sortable table per dataset build (+ the paper's reference rows)
     <dataset>.html        per-domain AUC table, heatmap (inline SVG), method x model matrix
+                          per track, each tuned entry's trials
     configs/<id>.json     the resolved config of each entry's runs
     leaderboard.csv       the reproduced entries as data: one row per entry (index tables)
     leaderboard.json      the same with each entry's per-domain AUCs (dataset pages)
@@ -30,6 +35,7 @@ from mdrbench.baselines import paper
 from mdrbench.errors import UserError
 from mdrbench.leaderboard.aggregate import Entry, aggregate
 from mdrbench.results import csv_cell
+from mdrbench.track import TRACKS
 from mdrbench.validate import MIN_SEEDS, LoadedResult
 
 ASSETS = ("style.css", "sort.js")
@@ -163,6 +169,32 @@ def _method_cell(e: Entry) -> str:
     return f"<td>{h(e.method)}{v}</td>"
 
 
+def _selected(e: Entry) -> dict:
+    """A tuned entry's selected values ({} for any other)."""
+    t = e.tuning
+    return dict(t["trials"][t["selected"]]["config"]) if t else {}
+
+
+def _value(v) -> str:
+    """A hyperparameter's value as shown: a string bare, anything else as JSON."""
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def _track_cell(e: Entry) -> str:
+    sel = _selected(e)
+    if not sel:
+        return f'<td class="track">{h(e.track)}</td>'
+    values = ", ".join(f"{k}={_value(v)}" for k, v in sel.items())
+    return (f'<td class="track" title="selected on validation: {h(values)}">'
+            f'<a href="{h(page_file(e.dataset))}#tuned-{h(e.id)}">{h(e.track)}</a></td>')  # fmt: skip
+
+
+def _by_track(entries: list[Entry]) -> list[tuple[str, list[Entry]]]:
+    """`entries` grouped by track, in TRACKS order (any other track after them)."""
+    names = _order({e.track for e in entries}, list(TRACKS))
+    return [(t, [e for e in entries if e.track == t]) for t in names]
+
+
 def _index_row(e: Entry) -> str:
     status = (
         badge("reproduced") if e.ranked else badge("unranked", f"unranked: {len(e.seeds)} seed(s)")
@@ -177,7 +209,7 @@ def _index_row(e: Entry) -> str:
         + td(fmt_params(e.n_parameters), e.n_parameters)
         + td(h(fmt_seconds(e.train_seconds.mean)), e.train_seconds.mean)
         + f'<td class="source">{status} <a href="configs/{h(e.id)}.json">config</a></td>'
-        "</tr>"
+        + _track_cell(e) + "</tr>"
     )
 
 
@@ -194,7 +226,7 @@ def _paper_row(p: paper.PaperEntry) -> str:
         + td("—", None) + td("—", None) + td("—", None)
         + f'<td class="source">{badge("reported", paper.LABEL)} '
         f'<span class="muted">Table {h(p.table)}</span></td>'
-        "</tr>"
+        '<td class="track">—</td></tr>'
     )  # fmt: skip
 
 
@@ -216,21 +248,23 @@ def paper_table(rows: list[paper.PaperEntry], caption: str) -> str:
 
 
 def index_table(entries: list[Entry], reported: list[paper.PaperEntry], caption: str) -> str:
-    ranked = sorted((e for e in entries if e.ranked), key=lambda e: (e.rank is None, e.rank or 0))
     unranked = sorted((e for e in entries if not e.ranked), key=lambda e: -(e.auc.mean or 0))
     head = (
         th("Model", "text") + th("Method", "text")
         + th("Average AUC (mean ± std)", "num", "num", "descending", "test AUC averaged over domains")
-        + th("RANK", "num", "num", None, "per-domain rank among the reproduced entries, averaged")
+        + th("RANK", "num", "num", None, "per-domain rank among the reproduced entries of the same track, averaged")
         + th("Seeds", "num", "num") + th("Parameters", "num", "num")
         + th("Training time", "num", "num", None, "mean over seeds")
         + th("Source", "text")
+        + th("Track", "text", None, None, "paper: the authors' configuration; tuned: selected "
+             "on validation within a declared space and budget; custom: anything else; "
+             "entries are ranked within their track only")
     )  # fmt: skip
     bodies = []
-    if ranked:
-        bodies.append(
-            '<tbody class="group-reproduced">' + "".join(map(_index_row, ranked)) + "</tbody>"
-        )
+    for track, group in _by_track([e for e in entries if e.ranked]):
+        ranked = sorted(group, key=lambda e: (e.rank is None, e.rank or 0))
+        bodies.append(f'<tbody class="group-reproduced" data-track="{h(track)}">'
+                      + "".join(map(_index_row, ranked)) + "</tbody>")  # fmt: skip
     if unranked:
         bodies.append(
             '<tbody class="group-unranked">' + "".join(map(_index_row, unranked)) + "</tbody>"
@@ -243,33 +277,73 @@ def index_table(entries: list[Entry], reported: list[paper.PaperEntry], caption:
 
 
 def domain_table(entries: list[Entry], domains: list[str]) -> str:
-    best = {d: max((e.domains[d].mean for e in entries if d in e.domains and e.domains[d].mean is not None), default=None)
-            for d in domains}  # fmt: skip
     head = (
-        th("Model", "text") + th("Method", "text") + th("Average", "num", "num", "descending")
+        th("Model", "text") + th("Method", "text") + th("Track", "text")
+        + th("Average", "num", "num", "descending")
         + th("RANK", "num", "num") + "".join(th(d, "num", "num", "descending") for d in domains)
         + th("Config")
     )  # fmt: skip
+    bodies = []
+    for track, group in _by_track(entries):
+        best = {d: max((e.domains[d].mean for e in group if d in e.domains and e.domains[d].mean is not None), default=None)
+                for d in domains}  # fmt: skip
+        rows = []
+        for e in sorted(group, key=lambda e: (not e.ranked, e.rank if e.rank is not None else 1e9)):
+            cells = ""
+            for d in domains:
+                s = e.domains.get(d)
+                if s is None or s.mean is None:
+                    cells += td("—", None)
+                else:
+                    cls = "num best" if s.mean == best[d] and len(group) > 1 else "num"
+                    cells += td(fmt_auc(s.mean, s.std), s.mean, cls=cls)
+            tag = "" if e.ranked else " " + badge("unranked", f"{len(e.seeds)} seed(s)")
+            rows.append(
+                f"<tr><td>{h(e.model)}{tag}</td>{_method_cell(e)}{_track_cell(e)}"
+                + td(fmt_auc(e.auc.mean, e.auc.std), e.auc.mean)
+                + td(fmt_rank(e.rank) if e.ranked else "—", e.rank if e.ranked else None)
+                + cells
+                + f'<td><a href="configs/{h(e.id)}.json">config</a></td></tr>'
+            )
+        bodies.append(f'<tbody data-track="{h(track)}">{"".join(rows)}</tbody>')
+    caption = ("Test AUC per domain (mean ± std over seeds; best per domain within a track "
+               "in bold)")  # fmt: skip
+    return sortable_table("per-domain", caption, head, bodies)
+
+
+def tuned_section(e: Entry) -> str:
+    """A tuned entry's selection: its selected values, how it was tuned (budget, search,
+    seed, space and sources) and every trial with its validation AUC."""
+    t = e.tuning
+    keys = list(t["space"])
+    head = th("Trial", "num", "num") + "".join(th(k, "text") for k in keys) + th(
+        "Validation AUC", "num", "num", "descending"
+    )
     rows = []
-    for e in sorted(entries, key=lambda e: (not e.ranked, e.rank if e.rank is not None else 1e9)):
-        cells = ""
-        for d in domains:
-            s = e.domains.get(d)
-            if s is None or s.mean is None:
-                cells += td("—", None)
-            else:
-                cls = "num best" if s.mean == best[d] else "num"
-                cells += td(fmt_auc(s.mean, s.std), s.mean, cls=cls)
-        tag = "" if e.ranked else " " + badge("unranked", f"{len(e.seeds)} seed(s)")
+    for i, tr in enumerate(t["trials"]):
+        cls = ' class="selected"' if i == t["selected"] else ""
+        mark = " " + badge("reproduced", "selected") if i == t["selected"] else ""
+        v = tr["val_auc"]
         rows.append(
-            f"<tr><td>{h(e.model)}{tag}</td>{_method_cell(e)}"
-            + td(fmt_auc(e.auc.mean, e.auc.std), e.auc.mean)
-            + td(fmt_rank(e.rank) if e.ranked else "—", e.rank if e.ranked else None)
-            + cells
-            + f'<td><a href="configs/{h(e.id)}.json">config</a></td></tr>'
-        )
-    caption = "Test AUC per domain (mean ± std over seeds; best per domain in bold)"
-    return sortable_table("per-domain", caption, head, [f"<tbody>{''.join(rows)}</tbody>"])
+            f"<tr{cls}>" + td(h(i), i)
+            + "".join(f"<td>{h(_value(tr['config'].get(k)))}</td>" for k in keys)
+            + td(("diverged" if v is None else f"{v:.4f}") + mark, v) + "</tr>"
+        )  # fmt: skip
+    sel = ", ".join(f"{k} = {_value(v)}" for k, v in _selected(e).items()) or "—"
+    sources = "".join(f"<li>{h(x)}</li>" for x in t.get("sources", []))
+    seeds = ",".join(map(str, t.get("select_seeds", [])))
+    caption = (f"{h(e.model)} + {h(e.method)}: {h(len(t['trials']))} trial(s), validation "
+               "AUC only (no trial was evaluated on test)")  # fmt: skip
+    return (
+        f'<section id="tuned-{h(e.id)}"><h3>Tuned: {h(e.model)} + {h(e.method)}</h3>'
+        f'<p class="note">Selected on validation: <code>{h(sel)}</code> (trial '
+        f'{h(t["selected"])}). Budget {h(t["budget"])}, {h(t["search"])} search, seed '
+        f'{h(t["seed"])}, selection seed(s) {h(seeds)}; then run on seeds '
+        f'{h(", ".join(map(str, e.seeds)))}.</p>'
+        + (f'<ul class="note">{sources}</ul>' if sources else "")
+        + sortable_table("trials", caption, head, [f"<tbody>{''.join(rows)}</tbody>"])
+        + "</section>"
+    )
 
 
 # Five stops of the viridis colour map (perceptually uniform, colour-blind safe).
@@ -279,8 +353,10 @@ def heatmap_svg(entries: list[Entry], domains: list[str]) -> str:
     from mdrbench.heatmap import heatmap_svg as draw
     from mdrbench.heatmap import sequential
 
-    rows = sorted(entries, key=lambda e: (not e.ranked, e.rank if e.rank is not None else 1e9))
-    labels = [f"{e.model} + {e.method}" + (f" ({e.variant})" if e.variant else "") for e in rows]
+    rows = [e for _, group in _by_track(entries) for e in
+            sorted(group, key=lambda e: (not e.ranked, e.rank if e.rank is not None else 1e9))]  # fmt: skip
+    labels = [f"{e.model} + {e.method} [{e.track}]" + (f" ({e.variant})" if e.variant else "")
+              for e in rows]  # fmt: skip
     stats = [[e.domains.get(d) for d in domains] for e in rows]
     matrix = [[None if s is None else s.mean for s in line] for line in stats]
     vals = [v for line in matrix for v in line if v is not None]
@@ -317,7 +393,7 @@ def matrix_table(cells: dict[tuple[str, str], tuple[str, float | None]], caption
     return sortable_table("matrix", caption, head, [f"<tbody>{''.join(rows)}</tbody>"])
 
 
-def reproduced_matrix(entries: list[Entry]) -> str:
+def reproduced_matrix(entries: list[Entry], track: str) -> str:
     cells: dict[tuple[str, str], tuple[str, float | None]] = {}
     unranked = set()
     # Several variants of one model + method: the best one's mean, marked.
@@ -330,7 +406,8 @@ def reproduced_matrix(entries: list[Entry]) -> str:
     note = " († fewer seeds than a ranked entry needs)" if unranked else ""
     return matrix_table(
         cells,
-        "Reproduced: average test AUC, method × model (mean ± std over seeds)" + note,
+        f"Reproduced, {h(track)} track: average test AUC, method × model (mean ± std over "
+        "seeds)" + note,
         unranked,
     )
 
@@ -345,9 +422,13 @@ def index_page(by_name: dict[str, dict[str, list[Entry]]], include_paper: bool,
         '<p class="note">Multi-domain recommendation benchmarks of MAMDR (ICDE 2023), rebuilt '
         "by mdrbench. Each table holds the entries of one dataset build (named by the sha256 "
         "of its <code>manifest.json</code>); an entry is one model + method (+ config) over "
-        f"its seeds, ranked only with at least {MIN_SEEDS} seeds. RANK: on each domain rank "
-        "the entries by mean test AUC (1 = best), then average over domains. Click a column "
-        "header to sort; reproduced and reported rows sort separately.</p>",
+        f"its seeds, ranked only with at least {MIN_SEEDS} seeds, and only among the entries "
+        "of its track (last column): <em>paper</em>, the authors' published configuration; "
+        "<em>tuned</em>, selected on validation AUC within a declared search space and the "
+        "same budget for every method (<code>mdrbench tune</code>); <em>custom</em>, anything "
+        "else. RANK: on each domain rank the entries by mean test AUC (1 = best), then average "
+        "over domains. Click a column header to sort; each track's rows and the reported rows "
+        "sort separately.</p>",
         f'<p class="note">{h(n_files)} result file(s), {h(n_entries)} entr{"y" if n_entries == 1 else "ies"}, '
         f"{h(n_pred)} predictions file(s) recomputed with the one evaluator. As data: "
         '<a href="leaderboard.csv">leaderboard.csv</a>, '
@@ -397,7 +478,9 @@ def dataset_page(name: str, builds: dict[str, list[Entry]], domains_of: dict[str
             continue
         parts.append(domain_table(shown, domains))
         parts.append("<h3>Heatmap</h3>" + heatmap_svg(shown, domains))
-        parts.append("<h3>Method × model</h3>" + reproduced_matrix(shown))
+        for track, group in _by_track(shown):
+            parts.append(f"<h3>Method × model ({h(track)})</h3>" + reproduced_matrix(group, track))
+        parts += [tuned_section(e) for e in shown if e.tuning]
         parts.append("</section>")
     if include_paper:
         rows = paper.leaderboard_entries(name)
@@ -425,8 +508,10 @@ def _config_doc(e: Entry) -> dict:
         "dataset": {"name": e.dataset, "manifest_sha256": e.manifest_sha256},
         "model": e.model,
         "method": e.method,
+        "track": e.track,
         "seeds": e.seeds,
         "config": e.config,
+        **({"tuning": e.tuning} if e.tuning else {}),
         "runs": [
             {
                 "seed": r.data["seed"],
@@ -441,29 +526,34 @@ def _config_doc(e: Entry) -> dict:
 
 
 LEADERBOARD_COLUMNS = (
-    "dataset", "manifest_sha256", "model", "method", "variant", "ranked", "rank",
+    "dataset", "manifest_sha256", "model", "method", "track", "variant", "ranked", "rank",
     "auc_mean", "auc_std", "val_auc_mean", "n_seeds", "seeds", "n_parameters",
-    "train_seconds", "config", "id",
+    "train_seconds", "tuned_values", "config", "id",
 )  # fmt: skip
 
 
 def _entry_row(e: Entry) -> dict:
     return {
         "dataset": e.dataset, "manifest_sha256": e.manifest_sha256, "model": e.model,
-        "method": e.method, "variant": e.variant, "ranked": e.ranked, "rank": e.rank,
-        "auc_mean": e.auc.mean, "auc_std": e.auc.std, "val_auc_mean": e.val_auc.mean,
-        "n_seeds": len(e.seeds), "seeds": e.seeds, "n_parameters": e.n_parameters,
-        "train_seconds": e.train_seconds.mean, "config": f"configs/{e.id}.json", "id": e.id,
+        "method": e.method, "track": e.track, "variant": e.variant, "ranked": e.ranked,
+        "rank": e.rank, "auc_mean": e.auc.mean, "auc_std": e.auc.std,
+        "val_auc_mean": e.val_auc.mean, "n_seeds": len(e.seeds), "seeds": e.seeds,
+        "n_parameters": e.n_parameters, "train_seconds": e.train_seconds.mean,
+        "tuned_values": _selected(e) or None, "config": f"configs/{e.id}.json", "id": e.id,
     }  # fmt: skip
 
 
 def leaderboard_data(entries: list[Entry]) -> tuple[str, str]:
     """leaderboard.csv (one row per entry; seeds joined by spaces) and leaderboard.json
-    (the rows, each with "domains": {name: {"mean", "std", "n"}}), in the index's order."""
+    (the rows, each with "domains": {name: {"mean", "std", "n"}} and, for a tuned entry,
+    its "tuning" record), in the index's order: by dataset, build, track, rank. A tuned
+    entry's `tuned_values` are its selected values (JSON in the CSV)."""
     import csv
     import io
 
+    order = {t: i for i, t in enumerate(TRACKS)}
     rows = sorted(entries, key=lambda e: (e.dataset, e.manifest_sha256, not e.ranked,
+                                          order.get(e.track, len(order)), e.track,
                                           e.rank if e.rank is not None else math.inf,
                                           e.model, e.method, e.variant))  # fmt: skip
     buf = io.StringIO()
@@ -473,12 +563,15 @@ def leaderboard_data(entries: list[Entry]) -> tuple[str, str]:
     for e in rows:
         row = _entry_row(e)
         w.writerow(
-            [csv_cell(" ".join(map(str, v)) if k == "seeds" else "" if v is None else v)
+            [csv_cell(" ".join(map(str, v)) if k == "seeds" else "" if v is None
+                      else json.dumps(v) if k == "tuned_values" else v)
              for k, v in row.items()]
         )  # fmt: skip
         row["domains"] = {
             d: {"mean": s.mean, "std": s.std, "n": s.n} for d, s in e.domains.items()
         }
+        if e.tuning:
+            row["tuning"] = e.tuning
         docs.append(row)
     doc = {"mdrbench_version": __version__, "entries": docs}
     return buf.getvalue(), json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

@@ -56,6 +56,20 @@ def staged(target: Path) -> Iterator[Path]:
         raise
 
 
+def replace_file(path: Path, write) -> None:
+    """`write(tmp)` then rename over `path` (fsynced first): `path` is old or new, never
+    half; `tmp` is `temp_name(path)`, so `remove_stale` clears what a kill left."""
+    tmp = temp_name(path)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -16,6 +16,11 @@ class Busy(UserError):
     same work may succeed once it is done (a sweep waits for it instead of failing)."""
 
 
+class TrainingDiverged(UserError):
+    """Training produced a non-finite loss or prediction: the hyperparameters do not train
+    (a tuning trial records it as a trial without a validation AUC)."""
+
+
 def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UserError:
     """`unknown dataset 'amazon6'; did you mean 'amazon-6'? Valid: ...`."""
     valid = list(valid)

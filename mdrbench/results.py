@@ -10,7 +10,8 @@ A result file is one run's JSON (schema_version 1, see docs/training.md). The fu
   domain's AUC;
 - `average_ranks(values)` / `rank_entries(per_domain)` / `add_ranks(rows)`: RANK as in the
   paper: on each domain rank the compared entries by AUC (1 = best, ties share the mean of
-  their ranks), then average each entry's ranks over the domains;
+  their ranks), then average each entry's ranks over the domains. Entries are ranked (and
+  the best marked) only within one track (paper, tuned, custom: mdrbench/track.py);
 - `table_v(rows)` (rows = model+method, columns = datasets, cells AUC mean ± std and RANK),
   `table_vii(rows, dataset)` (per-domain AUC), `domain_table(rows, dataset)` (domains as
   rows: one run's or a few entries' per-domain numbers), `render(table, fmt)` for md, csv
@@ -32,15 +33,19 @@ from typing import Any
 import numpy as np
 
 from mdrbench.errors import UserError
+from mdrbench.track import is_trial, profile_track, result_track
 
 # ----------------------------------------------------------------------------- loading
 
 
 def load_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict]:
-    """Every result JSON in the given files and (recursively) folders, sorted by path.
-    A JSON file that is not a result (no `schema_version`: a dataset's manifest.json, ...)
-    is skipped with a warning naming it; an unreadable one, or one with a `schema_version`
-    that is not a valid result (a stub, a cut-off record), raises UserError."""
+    """Every result JSON in the given files and (recursively) folders, sorted by path, each
+    with its "track" (paper, tuned or custom; `track.result_track` for a result written
+    before tracks). A tuning trial's record (`mdrbench tune`'s OUT/trials/) is skipped;
+    any other JSON file that is not a result (no `schema_version`: a dataset's
+    manifest.json, ...) is skipped with a warning naming it; an unreadable one, or one with
+    a `schema_version` that is not a valid result (a stub, a cut-off record), raises
+    UserError."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files: list[Path] = []
@@ -57,6 +62,8 @@ def load_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
             obj = json.loads(f.read_text("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UserError(f"{f}: not readable JSON ({exc})") from None
+        if is_trial(obj):  # a tuning trial's record: known, not a result
+            continue
         if not (isinstance(obj, dict) and "schema_version" in obj):
             skipped.append(f)
             continue
@@ -66,6 +73,7 @@ def load_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
         if errs:
             raise UserError(f"{f}: not a valid result ({errs[0]}); see mdrbench validate {f}")
         obj.setdefault("_path", str(f))
+        obj["track"] = result_track(obj)  # one written before tracks: its config's
         out.append(obj)
     if skipped:
         from mdrbench.log import get
@@ -96,7 +104,7 @@ def check_versions(results: Sequence[Mapping]) -> None:
 
 
 FRAME_COLUMNS = (
-    "dataset", "manifest_sha256", "model", "method", "seed", "split", "domain", "domain_index",
+    "dataset", "manifest_sha256", "model", "method", "track", "seed", "split", "domain", "domain_index",
     "auc", "logloss", "n", "split_auc_mean", "split_auc_weighted", "split_logloss",
     "best_epoch", "train_seconds", "n_parameters", "mdrbench_version", "config", "path",
 )  # fmt: skip
@@ -118,7 +126,7 @@ def results_frame(results: Sequence[Mapping]):
                 rows.append(
                     (
                         r["dataset"]["name"], r["dataset"].get("manifest_sha256", ""),
-                        r["model"], r["method"], r["seed"], split, name, i,
+                        r["model"], r["method"], result_track(r), r["seed"], split, name, i,
                         dm.get("auc"), dm.get("logloss"), dm.get("n"),
                         m.get("auc_mean"), m.get("auc_weighted"), m.get("logloss"),
                         r.get("best_epoch"), r.get("train_seconds"), r.get("n_parameters"),
@@ -127,7 +135,7 @@ def results_frame(results: Sequence[Mapping]):
                     )
                 )  # fmt: skip
     schema = dict(zip(FRAME_COLUMNS, (
-        pl.String, pl.String, pl.String, pl.String, pl.Int64, pl.String, pl.String, pl.Int64,
+        pl.String, pl.String, pl.String, pl.String, pl.String, pl.Int64, pl.String, pl.String, pl.Int64,
         pl.Float64, pl.Float64, pl.Int64, pl.Float64, pl.Float64, pl.Float64,
         pl.Int64, pl.Float64, pl.Int64, pl.String, pl.String, pl.String,
     )))  # fmt: skip
@@ -215,6 +223,16 @@ def config_diff(a: Mapping, b: Mapping) -> list[str]:
             for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]  # fmt: skip
 
 
+def identity_diff(record: Mapping, config: Mapping, extra: Mapping | None = None) -> list[str]:
+    """What, besides the config, makes result `record` another run's than one of resolved
+    `config` whose record gets the fields `extra` (a tuned run's "track" and "tuning"):
+    its track, and each field of `extra`."""
+    extra = dict(extra or {})
+    want = extra.pop("track", None) or profile_track(config.get("profile"))
+    out = [] if result_track(record) == want else [f"track: {result_track(record)} -> {want}"]
+    return out + [f"{k} differs" for k, v in extra.items() if record.get(k) != v]
+
+
 def same_run(record: Mapping, config: Mapping, manifest_sha256: str) -> bool:
     """Whether result `record` is a run of resolved `config` on the dataset build
     `manifest_sha256` (the seed and run-only keys aside)."""
@@ -238,9 +256,9 @@ def aggregate(results: Sequence[Mapping], split: str = "test") -> list[dict]:
     """One row per entry, in first-seen order: results are averaged together only when
     they share dataset build, model, method, resolved config (run-only keys aside) and
     track (`validate.entry_key`, the rule `mdrbench validate` and the leaderboard group
-    by); entries of one model and method get a `variant` label saying what differs
+    by); entries of one model, method and track get a `variant` label saying what differs
     (`validate.entry_variants`, "" when there is one). A row:
-    {"dataset", "manifest_sha256", "model", "method", "variant", "seeds",
+    {"dataset", "manifest_sha256", "model", "method", "track", "variant", "seeds",
      "auc_mean": (mean, std), "auc_weighted": (mean, std), "logloss": (mean, std),
      "domains": {name: (mean, std)}, "val_auc_mean": (mean, std)}."""
     from mdrbench.validate import entry_key, entry_variants
@@ -252,7 +270,7 @@ def aggregate(results: Sequence[Mapping], split: str = "test") -> list[dict]:
     variants = entry_variants({key: runs[0] for key, runs in groups.items()})
     rows = []
     for key, runs in groups.items():
-        ds, _, model, method, _, _ = key
+        ds, _, model, method, _, track = key
         runs = sorted(runs, key=lambda r: r["seed"])
         seeds = [r["seed"] for r in runs]
         if len(set(seeds)) != len(seeds):
@@ -277,6 +295,7 @@ def aggregate(results: Sequence[Mapping], split: str = "test") -> list[dict]:
                 "manifest_sha256": runs[0]["dataset"].get("manifest_sha256", ""),
                 "model": model,
                 "method": method,
+                "track": track,
                 "variant": variants[key],
                 "seeds": seeds,
                 "auc_mean": mean_std([x["auc_mean"] for x in m]),
@@ -331,10 +350,11 @@ def rank_entries(per_domain: Mapping[Any, Mapping[str, float | None]]) -> dict[A
 
 
 def add_ranks(rows: list[dict]) -> list[dict]:
-    """Set row["rank"]: RANK among the rows of the same dataset (mean per-domain AUCs)."""
-    by_ds: dict[str, list[dict]] = {}
+    """Set row["rank"]: RANK among the rows of the same dataset and track (mean per-domain
+    AUCs): entries of different tracks are never ranked together."""
+    by_ds: dict[tuple, list[dict]] = {}
     for r in rows:
-        by_ds.setdefault(r["dataset"], []).append(r)
+        by_ds.setdefault((r["dataset"], r.get("track", "")), []).append(r)
     for group in by_ds.values():
         ranks = rank_entries(
             {i: {d: ms[0] for d, ms in r["domains"].items()} for i, r in enumerate(group)}
@@ -369,49 +389,57 @@ def _ms(r: Mapping, value: tuple[float, float] | None):
 
 
 def _entry(r: Mapping) -> str:
-    return f"{r['model']}+{_method(r)}"
+    return f"{r['model']}+{_method(r)} ({r['track']})"
 
 
 def _method(r: Mapping) -> str:
     """The method, with the entry's variant (what sets it apart from entries of the same
-    model and method) in brackets."""
+    model, method and track) in brackets."""
     v = r.get("variant")
     return f"{r['method']} [{v}]" if v else r["method"]
 
 
-def _best(table: Table, col: int, higher_is_better: bool) -> None:
-    vals = []
-    for row in table.rows:
-        c = row[col]
-        v = c[0] if isinstance(c, tuple) else c
-        vals.append(v if isinstance(v, (int, float)) and not math.isnan(v) else None)
-    ok = [v for v in vals if v is not None]
-    if len(ok) < 2:
-        return
-    best = max(ok) if higher_is_better else min(ok)
-    table.bold |= {(i, col) for i, v in enumerate(vals) if v == best}
+def _best(table: Table, col: int, higher_is_better: bool, group_col: int | None = None) -> None:
+    """Bold the best cell of column `col`, among the rows with the same value in column
+    `group_col` (the track: entries of different tracks are never compared)."""
+    groups: dict[Any, list[int]] = {}
+    for i, row in enumerate(table.rows):
+        groups.setdefault(None if group_col is None else row[group_col], []).append(i)
+    for rows in groups.values():
+        vals = []
+        for i in rows:
+            c = table.rows[i][col]
+            v = c[0] if isinstance(c, tuple) else c
+            vals.append(v if isinstance(v, (int, float)) and not math.isnan(v) else None)
+        ok = [v for v in vals if v is not None]
+        if len(ok) < 2:
+            continue
+        best = max(ok) if higher_is_better else min(ok)
+        table.bold |= {(i, col) for i, v in zip(rows, vals) if v == best}
 
 
 def table_v(rows: list[dict], datasets: Sequence[str] | None = None) -> Table:
-    """Table V: rows model+method, for each dataset AUC (mean ± std over seeds) and RANK."""
+    """Table V: rows model+method+track, for each dataset AUC (mean ± std over seeds) and
+    RANK (within the track)."""
     rows = add_ranks([dict(r) for r in rows])
     datasets = list(datasets or dict.fromkeys(r["dataset"] for r in rows))
-    entries = list(dict.fromkeys((r["model"], _method(r)) for r in rows))
-    cell = {(r["model"], _method(r), r["dataset"]): r for r in rows}
-    columns = ["Model", "Method"]
+    entries = list(dict.fromkeys((r["model"], _method(r), r["track"]) for r in rows))
+    cell = {(r["model"], _method(r), r["track"], r["dataset"]): r for r in rows}
+    columns = ["Model", "Method", "Track"]
     for ds in datasets:
         columns += [f"{ds} AUC", f"{ds} RANK"]
     body = []
-    for model, method in entries:
-        line: list[Any] = [model, method]
+    for model, method, track in entries:
+        line: list[Any] = [model, method, track]
         for ds in datasets:
-            r = cell.get((model, method, ds))
+            r = cell.get((model, method, track, ds))
             line += [_ms(r, r["auc_mean"]), r["rank"]] if r else [None, None]
         body.append(line)
-    t = Table("Average AUC over domains (mean ± std over seeds) and RANK", columns, body)
+    t = Table("Average AUC over domains (mean ± std over seeds) and RANK (within a track)",
+              columns, body)  # fmt: skip
     for i in range(len(datasets)):
-        _best(t, 2 + 2 * i, True)
-        _best(t, 3 + 2 * i, False)
+        _best(t, 3 + 2 * i, True, group_col=2)
+        _best(t, 4 + 2 * i, False, group_col=2)
     return t
 
 
@@ -426,18 +454,19 @@ def table_vii(rows: list[dict], dataset: str) -> Table:
         [
             r["model"],
             _method(r),
+            r["track"],
             *[_ms(r, r["domains"].get(d)) for d in domains],
             _ms(r, r["auc_mean"]),
         ]
         for r in rows
     ]
     t = Table(
-        f"AUC of each domain on {dataset} (mean ± std over seeds)",
-        ["Model", "Method", *domains, "Average"],
+        f"AUC of each domain on {dataset} (mean ± std over seeds; best within a track)",
+        ["Model", "Method", "Track", *domains, "Average"],
         body,
     )
-    for c in range(2, len(t.columns)):
-        _best(t, c, True)
+    for c in range(3, len(t.columns)):
+        _best(t, c, True, group_col=2)
     return t
 
 
@@ -449,7 +478,7 @@ def domain_table(rows: list[dict], dataset: str | None = None) -> Table:
     if not rows:
         raise UserError("no results to show")
     domains = list(dict.fromkeys(d for r in rows for d in r["domains"]))
-    columns = ["Domain", "n", *[f"{_entry(r)} AUC" for r in rows]]
+    columns = ["Domain", "n", *[f"{r['model']}+{_method(r)} AUC ({r['track']})" for r in rows]]
     body = [
         [d, rows[0]["domain_n"].get(d), *[_ms(r, r["domains"].get(d)) for r in rows]]
         for d in domains
@@ -463,12 +492,15 @@ def domain_table(rows: list[dict], dataset: str | None = None) -> Table:
         columns,
         body,
     )
-    if len(rows) > 1:
+    tracks: dict[str, list[int]] = {}  # the best is marked within a track only
+    for j, r in enumerate(rows):
+        tracks.setdefault(r["track"], []).append(j)
+    for cols in (c for c in tracks.values() if len(c) > 1):
         for i in range(len(body) - 1):  # not the logloss row
-            vals = [c[0] if isinstance(c, tuple) else None for c in body[i][2:]]
+            vals = [body[i][2 + j][0] if isinstance(body[i][2 + j], tuple) else None for j in cols]
             ok = [v for v in vals if v is not None and not math.isnan(v)]
             if ok:
-                t.bold |= {(i, 2 + j) for j, v in enumerate(vals) if v == max(ok)}
+                t.bold |= {(i, 2 + j) for j, v in zip(cols, vals) if v == max(ok)}
     return t
 
 

@@ -11,10 +11,14 @@
   is not a result, holds the path: refused, as `mdrbench eval` refuses it).
 - `execute(run)`: one run, through `cli/train.py: run_seeds` (the code `mdrbench eval` runs),
   which writes the predictions and then the JSON as one unit: a run killed mid-way leaves
-  no JSON, hence nothing that counts.
+  no JSON, hence nothing that counts. A run of kind "trial" (`mdrbench tune`) is a tuning
+  trial instead (`trial.run_trial`: validation only, a trial record, no predictions).
 - `sweep(...)`: skips what is done, runs the rest on a backend (`LocalBackend`: one process
   per run, forked from a server that has the trainer imported; `RayBackend`: one Ray task
   per run), retries failures, shows one progress line and returns a `Summary`.
+
+`mdrbench tune` drives this same engine twice: its trials, then the selected
+configuration's seeds (mdrbench/tune.py); `make_run` builds one run of either kind.
 
 Ray is imported only by `RayBackend` (the optional extra `mdrbench[ray]`). No torch at
 import time: `trainer` is imported where a run is resolved or executed.
@@ -190,6 +194,10 @@ class Run:
     # (at `dataset`, or in its data directory) fetches it from the pinned Hub home.
     hub: str = ""
     manifest_bytes: bytes = field(default=b"", repr=False)  # the build's manifest.json
+    kind: str = "result"  # "result" (an eval run) or "trial" (a tuning trial: trial.py)
+    # Fields the result record gets besides the trainer's (a tuned run's "track" and
+    # "tuning"): part of the run's identity, as its config is.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def predictions(self) -> Path:
@@ -208,7 +216,8 @@ class Run:
 
     def describe(self) -> str:
         point = f" [{self.label}]" if self.label else ""
-        return f"{self.dataset_name} {self.model}+{self.method}{point} seed {self.seed}"
+        what = f" {self.path.stem.partition('__')[0]}" if self.kind == "trial" else ""
+        return f"{self.dataset_name} {self.model}+{self.method}{point}{what} seed {self.seed}"
 
     def to_task(self) -> dict:
         """What a worker needs (plain values: it crosses process and machine boundaries)."""
@@ -225,6 +234,8 @@ class Run:
             "profile": self.profile,
             "hub": self.hub,
             "manifest_sha256": self.manifest_sha256,
+            "kind": self.kind,
+            "extra": self.extra,
         }
 
 
@@ -272,6 +283,68 @@ def names_or_all(values: Sequence[str], registry, kind: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+@dataclass(frozen=True)
+class Source:
+    """A dataset a sweep runs on (`sources`)."""
+
+    folder: str  # the built dataset's folder ("" when this machine has no copy)
+    name: str  # from its manifest
+    sha: str  # its manifest's sha256
+    manifest: bytes = field(repr=False)
+    fetch: str  # a benchmark name the tasks may fetch from the Hub, or ""
+
+
+def sources(datasets: Sequence[str], hub: bool = False) -> list[Source]:
+    """The datasets of `--dataset` values (comma lists allowed), each read once. `hub`: a
+    benchmark NAME may be fetched from its pinned Hub home by the tasks (the Ray backend;
+    `_manifest`)."""
+    out: dict[str, Source] = {}
+    for d in datasets:
+        for name in split_values(d):
+            if str(name) not in out:
+                folder, manifest, sha, data, fetch = _manifest(name, hub)
+                out[str(name)] = Source(folder, manifest["name"], sha, data, fetch)
+    if not out:
+        raise UserError("no dataset given (--dataset NAME_OR_PATH)")
+    return list(out.values())
+
+
+def make_run(src: Source, model: str, method: str, seed: int, overrides: Mapping[str, Any],
+             path: Path, profile: str = "paper", label: str = "", kind: str = "result",
+             extra: Mapping[str, Any] | None = None) -> Run:  # fmt: skip
+    """One run, its config resolved as `mdrbench eval` resolves it (a bad name or value is
+    a UserError before anything runs)."""
+    from mdrbench.trainer import resolve_config
+
+    cfg = resolve_config(model, method, overrides, dataset=src.name, profile=profile)
+    cfg.train.seed = seed
+    return Run(src.folder, src.name, src.sha, model, method, seed, dict(overrides), label,
+               path, cfg.to_dict(), profile=profile, hub=src.fetch, manifest_bytes=src.manifest,
+               kind=kind, extra=dict(extra or {}))  # fmt: skip
+
+
+def add_run(runs: list[Run], seen: dict[Path, Run], run: Run) -> None:
+    """Append `run` unless a run of the same dataset build already has its path; two
+    datasets of one name whose results would share a path are refused."""
+    first = seen.get(run.path)
+    if first is None:
+        seen[run.path] = run
+        runs.append(run)
+    elif first.manifest_sha256 != run.manifest_sha256 or first.dataset != run.dataset:
+        raise UserError(
+            f"datasets {first.source} and {run.source} are both named '{run.dataset_name}': "
+            f"their results would share {run.path}. Sweep them into different --out folders."
+        )
+
+
+def names(models: Sequence[str], methods: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The model and method names of `--model` / `--method` values (`names_or_all`)."""
+    from mdrbench.frameworks import FRAMEWORKS
+    from mdrbench.models import MODELS
+
+    return names_or_all(models, MODELS, "model"), names_or_all(methods, FRAMEWORKS, "method")
+
+
 def expand(
     datasets: Sequence[str],
     models: Sequence[str],
@@ -283,50 +356,20 @@ def expand(
     hub: bool = False,
 ) -> list[Run]:
     """Every run of the grid, in order dataset, model, method, point, seed (the seeds of an
-    entry run one after the other, so entries complete early). `hub`: a benchmark NAME may
-    be fetched from its pinned Hub home by the tasks (the Ray backend; `_manifest`)."""
-    from mdrbench.frameworks import FRAMEWORKS
-    from mdrbench.models import MODELS
+    entry run one after the other, so entries complete early). `hub`: see `sources`."""
     from mdrbench.results import result_path
-    from mdrbench.trainer import resolve_config
 
-    models = names_or_all(models, MODELS, "model")
-    methods = names_or_all(methods, FRAMEWORKS, "method")
+    models, methods = names(models, methods)
     points = grid_points(distinct_values(sets, models, methods))
-    folders: dict[str, tuple[str, dict, str, bytes, str]] = {}
-    for d in datasets:
-        for name in split_values(d):
-            folders.setdefault(str(name), _manifest(name, hub))
-    if not folders:
-        raise UserError("no dataset given (--dataset NAME_OR_PATH)")
     runs: list[Run] = []
     seen: dict[Path, Run] = {}
-    for folder, manifest, sha, data, fetch in folders.values():
+    for src in sources(datasets, hub):
         for model, method in itertools.product(models, methods):
             for overrides, label in points:
-                cfg = resolve_config(
-                    model, method, overrides, dataset=manifest["name"], profile=profile
-                )
                 for seed in seeds:
-                    cfg.train.seed = seed
-                    name = manifest["name"]
-                    path = result_path(out / label if label else out, name, model, method, seed)
-                    run = Run(folder, name, sha, model, method, seed, dict(overrides), label,
-                              path, cfg.to_dict(), profile=profile, hub=fetch,
-                              manifest_bytes=data)  # fmt: skip
-                    if path in seen:
-                        if seen[path].manifest_sha256 != run.manifest_sha256 or (
-                            seen[path].dataset != run.dataset
-                        ):
-                            a, b = seen[path].source, run.source
-                            raise UserError(
-                                f"datasets {a} and {b} are both "
-                                f"named '{run.dataset_name}': their results would share "
-                                f"{path}. Sweep them into different --out folders."
-                            )
-                        continue
-                    seen[path] = run
-                    runs.append(run)
+                    path = result_path(out / label if label else out, src.name, model, method, seed)
+                    add_run(runs, seen, make_run(src, model, method, seed, overrides, path,
+                                                 profile, label))  # fmt: skip
     return runs
 
 
@@ -344,9 +387,11 @@ def run_status(run: Run, recompute: bool = False) -> Status:
     eval` (`results.read_result`, `same_run`) and of `mdrbench validate` (`check_metrics`;
     with `recompute`, every test metric recomputed from the predictions; otherwise the
     predictions file is checked for its columns and row count only)."""
-    from mdrbench.results import config_diff, read_result
+    from mdrbench.results import config_diff, identity_diff, read_result
+    from mdrbench.trial import read_trial
     from mdrbench.validate import Build, check_metrics, check_predictions
 
+    what = "trial record" if run.kind == "trial" else "result"
     try:
         json.loads(run.path.read_bytes())
     except FileNotFoundError:
@@ -354,28 +399,33 @@ def run_status(run: Run, recompute: bool = False) -> Status:
     except OSError:
         pass  # not readable here: read_result says so (a conflict, never replaced)
     except ValueError as exc:  # cut off (or garbled): a result that never counted
-        return Status("redo", f"the result JSON is cut off or not JSON ({exc})")
+        return Status("redo", f"the {what} JSON is cut off or not JSON ({exc})")
     try:
-        d = read_result(run.path)
-    except UserError as exc:  # a file there that is not a result: never replaced
+        d = read_trial(run.path) if run.kind == "trial" else read_result(run.path)
+    except UserError as exc:  # a file there that is not one: never replaced
         text = str(exc).partition(": move it away")[0]
         return Status("conflict", text.replace(f"{run.path} exists but ", "the file there "))
     if d is None:
         return Status("todo")
     if d["dataset"]["manifest_sha256"] != run.manifest_sha256:
-        return Status("conflict", f"a result computed on another build of {run.dataset_name} "
+        return Status("conflict", f"a {what} computed on another build of {run.dataset_name} "
                       f"(manifest sha256 {d['dataset']['manifest_sha256'][:12]}...)")  # fmt: skip
     theirs = {k: d[k] for k in ("model", "method", "seed")}
     if theirs != {"model": run.model, "method": run.method, "seed": run.seed}:
-        return Status("conflict", f"the result of another run ({theirs})")
+        return Status("conflict", f"the {what} of another run ({theirs})")
     diff = config_diff(d["config"], run.config)
+    if run.kind == "result":
+        diff += identity_diff(d, run.config, run.extra)
     if diff:
-        return Status("conflict", f"a result of another config ({'; '.join(diff[:3])})")
+        return Status("conflict", f"a {what} of another config ({'; '.join(diff[:3])})")
     build = Build.from_manifest_bytes(
         run.manifest_bytes or (Path(run.dataset) / "manifest.json").read_bytes(),
         Path(run.dataset) if run.dataset else None,  # None: no test split here to read
         run.source,
     )
+    if run.kind == "trial":  # validation numbers only; no predictions
+        errs = check_metrics({"metrics": {"val": d["val"], "test": None}}, build) if d["val"] else []
+        return Status("redo", errs[0]) if errs else Status("done")
     errs = check_metrics(d, build)
     if errs:
         return Status("redo", errs[0])
@@ -420,19 +470,27 @@ def task_dataset(task: Mapping[str, Any]) -> str:
 
 def execute(task: Mapping[str, Any]) -> bool:
     """One run, exactly as `mdrbench eval` does it (`cli/train.py: run_seeds`), on the
-    dataset `task_dataset` gives. Returns False when it wrote nothing: the finished result
-    of this run was there when it took the result's lock (another process did it), and is
+    dataset `task_dataset` gives; a task of kind "trial", one tuning trial
+    (`trial.run_trial`). Returns False when it wrote nothing: the finished result (or trial
+    record) of this run was there when it took the lock (another process did it), and is
     kept."""
     from mdrbench.atomic import Lock
     from mdrbench.cli.train import run_seeds
     from mdrbench.results import lock_path
+    from mdrbench.trial import run_trial
 
     path = Path(task["path"])
-    with Lock(lock_path(path), f"writing {path}"):  # run_seeds takes it again (re-entrant)
+    with Lock(lock_path(path), f"writing {path}"):  # the writer takes it again (re-entrant)
         before = _stamp(path)
+        if task.get("kind") == "trial":
+            if before is not None and not task["force"]:
+                return False
+            run_trial(task_dataset(task), task["model"], task["method"], task["seed"],
+                      dict(task["overrides"]), task["profile"], path)  # fmt: skip
+            return True
         run_seeds(task_dataset(task), task["model"], task["method"], [task["seed"]],
                   dict(task["overrides"]), Path(task["out"]), force=task["force"],
-                  profile=task["profile"])  # fmt: skip
+                  profile=task["profile"], extra=task.get("extra"))  # fmt: skip
         return before is None or _stamp(path) != before
 
 
@@ -737,7 +795,9 @@ class Progress:
     """One status line: done / running / failed / left and an ETA. On a terminal it is
     redrawn in place; elsewhere one line per finished run."""
 
-    def __init__(self, total: int, skipped: int, slots: int, stream=None, quiet=False):
+    def __init__(self, total: int, skipped: int, slots: int, stream=None, quiet=False,
+                 name: str = "sweep"):  # fmt: skip
+        self.name = name  # the line's tag: "[sweep]", "[tune trials]", ...
         self.stream = stream if stream is not None else sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty() and not quiet
         self.quiet = quiet  # -q: only failures and retries
@@ -763,7 +823,7 @@ class Progress:
         left = self.total - self.skipped - self.done - self.failed - self.running
         eta = self.eta()
         return (
-            f"[sweep] {self.skipped + self.done}/{self.total} done ({self.skipped} skipped), "
+            f"[{self.name}] {self.skipped + self.done}/{self.total} done ({self.skipped} skipped), "
             f"{self.running} running, {self.failed} failed, {left} left · "
             f"{fmt_seconds(time.monotonic() - self.t0)} elapsed"
             + (f" · ETA {fmt_seconds(eta)}" if eta is not None and left + self.running else "")
@@ -815,9 +875,13 @@ def sweep(
     retries: int = 1,
     recompute: bool = False,
     where: str = "",
+    name: str = "sweep",
+    close: bool = True,
 ) -> Summary:
     """Run every run of `runs` that is not done on the backend `make_backend()` returns
-    (made once the runs are checked, closed at the end); see the module docstring.
+    (made once the runs are checked; closed at the end unless `close` is False, for a
+    caller that runs more on it); see the module docstring. `name` tags the progress line
+    and the log.
 
     Before anything runs: a result of another config in the way stops the sweep
     (UserError); every result folder must be writable (checked without creating
@@ -844,7 +908,7 @@ def sweep(
         raise UserError(
             f"{len(conflicts)} run(s) would replace what is at their result path, e.g. "
             f"{run.path}: {st.reason}. Use another --out, or move those files away "
-            "(mdrbench sweep --dry-run lists them)."
+            f"(mdrbench {name.split()[0]} --dry-run lists them)."
         )
     folders = sorted({r.path.parent for r in todo})
     for folder in folders:
@@ -855,9 +919,10 @@ def sweep(
         remove_stale(folder)
     backend = make_backend()
     try:
-        return _run(summary, backend, todo, retries, where, t0)
+        return _run(summary, backend, todo, retries, where, t0, name)
     finally:
-        backend.close()
+        if close:
+            backend.close()
 
 
 def _finish(summary: Summary, t0: float) -> Summary:
@@ -865,17 +930,20 @@ def _finish(summary: Summary, t0: float) -> Summary:
     return summary
 
 
-def _run(summary: Summary, backend, todo: list[Run], retries: int, where: str, t0: float):
+def _run(summary: Summary, backend, todo: list[Run], retries: int, where: str, t0: float,
+         name: str = "sweep"):  # fmt: skip
     from mdrbench.atomic import lock_held
     from mdrbench.results import lock_path
 
-    _log.info(f"Sweep (pid {os.getpid()}): {len(summary.runs)} runs ({len(summary.skipped)} already done) "
-              f"{where} · {backend.name} backend, {backend.slots} at once")  # fmt: skip
+    _log.info(f"{name.capitalize()} (pid {os.getpid()}): {len(summary.runs)} runs "
+              f"({len(summary.skipped)} already done) {where} · {backend.name} backend, "
+              f"{backend.slots} at once")  # fmt: skip
     progress = Progress(
         len(summary.runs),
         len(summary.skipped),
         backend.slots,
         quiet=not _log.isEnabledFor(logging.INFO),
+        name=name,
     )
     progress.pending_methods = [r.method for r in todo]
     pending = deque((r, 1) for r in todo)
@@ -971,6 +1039,53 @@ def _run(summary: Summary, backend, todo: list[Run], retries: int, where: str, t
             signal.signal(signal.SIGTERM, old_term)
         progress.close()
     return _finish(summary, t0)
+
+
+def check_engine(backend: str, jobs: int | None, address: str | None, gpus: float | None,
+                 retries: int) -> None:  # fmt: skip
+    """Refuse engine options no sweep can use (the options of `sweep` and `tune`)."""
+    if backend not in ("local", "ray"):
+        raise UserError(f"backend '{backend}': expected local or ray")
+    if gpus is not None and gpus < 0:
+        raise UserError(f"--gpus-per-run must be >= 0, got {gpus}")
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {jobs}")
+    if retries < 0:
+        raise UserError(f"--retries must be >= 0, got {retries}")
+    if address and backend != "ray":
+        raise UserError("--address is for --backend ray")
+
+
+def assign_threads(runs: Sequence[Run], default: int = 1) -> int:
+    """Each run's torch threads: its `--set threads=T` when T > 0, else `default`. Returns
+    the most any run uses."""
+    for run in runs:
+        t = run.overrides.get("threads", run.overrides.get("train.threads"))
+        run.threads = int(t) if t is not None and int(t) > 0 else default
+    return max((r.threads for r in runs), default=default)
+
+
+def engine(runs: Sequence[Run], backend: str, jobs: int | None, address: str | None,
+           gpus: float | None, out: Path) -> tuple[Callable[[], Any], str]:  # fmt: skip
+    """Give each run its torch threads (`--set threads=T`, else one) and return the backend
+    factory for `sweep` and the log's "where". One torch thread per run and as many runs as
+    cores by default: on a busy machine two threads made an 8-run sweep 6x slower than one
+    (docs/sweep.md, "Measured"). Warns when jobs x threads exceed the cores here."""
+    cores = usable_cores()
+    default_threads = 1
+    if backend == "local":
+        jobs = jobs or cores
+    most = assign_threads(runs, default_threads)
+    if backend == "local" and jobs * most > cores:
+        _log.warning(f"warning: {jobs} jobs x {most} threads > {cores} cores: runs will "
+                     "compete for the CPUs (fewer --jobs or --set threads=1)")  # fmt: skip
+
+    def make_backend():  # after the sweep has checked the runs: no Ray started for nothing
+        if backend == "local":
+            return LocalBackend(jobs)
+        return RayBackend(address, jobs, default_threads, gpus)
+
+    return make_backend, f"into {out}, {default_threads} thread(s) per run ({cores} cores here)"
 
 
 def check_devices(runs: Sequence[Run]) -> None:

@@ -25,12 +25,13 @@ from torch import nn
 from mdrbench import __version__
 from mdrbench.config import RunConfig, TrainConfig, apply_overrides, check_values
 from mdrbench.data import MDRData, Split, load_dataset
-from mdrbench.errors import UserError
+from mdrbench.errors import TrainingDiverged, UserError
 from mdrbench.evaluate import evaluate
 from mdrbench.frameworks import FRAMEWORKS, Context, Framework, Stage, set_sparse_embeddings
 from mdrbench.log import bar as progress_bar
 from mdrbench.log import get as get_logger
 from mdrbench.models import MODELS
+from mdrbench.track import profile_track
 
 SCHEMA_VERSION = 1
 _log = get_logger(__name__)
@@ -351,6 +352,7 @@ def train(
     log: Callable[[str], None] | None = None,
     log_domains: bool = False,
     progress: bool = False,
+    test: bool = True,
 ) -> RunResult:
     """Train `model` (a registered name, or any nn.Module with forward(batch) -> logits)
     with framework `method` (a registered name, or a Framework subclass) on `dataset`;
@@ -359,7 +361,8 @@ def train(
     `profile`: "paper" applies the authors' configuration for a benchmark dataset
     (`resolve_config`); `run`: a resolved config used as it is. `log` receives progress
     lines (None: silent); `progress` shows a tqdm bar of training rows per epoch (on a
-    terminal)."""
+    terminal). `test=False` (a tuning trial, docs/tuning.md): the test split is never
+    evaluated; every test metric of the record is None and there are no test scores."""
     given = run is not None
     run = run if given else resolve_config(model, method, overrides, profile=profile)
     if run.train.threads > 0:
@@ -384,7 +387,7 @@ def train(
     fw = _framework_class(method)(net, ctx, run.framework)
 
     # 2. Stages, each with early stopping; the best state is kept on disk.
-    t = _Training(fw, _Evaluator(fw, data), log, log_domains, progress)
+    t = _Training(fw, _Evaluator(fw, data), log, log_domains, progress, test)
     t_start = time.perf_counter()
     stage_records = [t.train_stage(si, stage) for si, stage in enumerate(fw.stages())]
     t.kept.close()
@@ -393,10 +396,7 @@ def train(
     # 3. Numbers of the selected state, from the one evaluator (the last stage's).
     metrics = stage_records[-1]["metrics"]
     per_domain = fw.stages()[-1].select == "domain"
-    log(
-        f"{_selected(t.best_epoch, per_domain)}: val auc {_fmt(metrics['val']['auc_mean'])}, "
-        f"test auc {_fmt(metrics['test']['auc_mean'])}"
-    )
+    log(f"{_selected(t.best_epoch, per_domain)}: {_aucs(metrics)}")
     capped = [s["name"] for s in stage_records if s["stopped_by"] == "cap"]
     record = {
         "schema_version": SCHEMA_VERSION,
@@ -405,6 +405,7 @@ def train(
         "model": model if isinstance(model, str) else type(model).__name__,
         "method": method if isinstance(method, str) else method.__name__,
         "seed": tc.seed,
+        "track": profile_track(run.profile),
         "config": run.to_dict(),
         "best_epoch": t.best_epoch,
         "metrics": metrics,
@@ -417,7 +418,7 @@ def train(
         "history": t.history,  # one entry per epoch: epoch, stage, loss, samples, seconds, val_auc
     }
     return RunResult(
-        record=record, history=t.history, framework=fw, test_scores=t.evaluator.probs["test"]
+        record=record, history=t.history, framework=fw, test_scores=t.evaluator.probs.get("test")
     )
 
 
@@ -433,9 +434,11 @@ class _Training:
         log: Callable[[str], None],
         log_domains: bool,
         progress: bool,
+        test: bool = True,
     ):
         self.fw, self.evaluator, self.log = fw, evaluator, log
         self.log_domains, self.progress = log_domains, progress
+        self.test = test  # False: a tuning trial, the test split never evaluated
         self.tc: TrainConfig = fw.ctx.train
         self.data: MDRData = fw.ctx.data
         self.history: list[dict] = []
@@ -472,12 +475,11 @@ class _Training:
         if stopped == "cap":
             still = f", validation AUC still rising ({', '.join(rising)})" if rising else ""
             log(f"stage {stage.name}: stopped at the epoch cap ({cap}){still}")
-        metrics = {"val": self.evaluator("val"), "test": self.evaluator("test")}
+        metrics = {"val": self.evaluator("val"),
+                   "test": self.evaluator("test") if self.test else None}  # fmt: skip
         if len(fw.stages()) > si + 1:
-            log(
-                f"stage {stage.name}: {_selected(stopper.stage_best, stopper.per_domain)}, val auc "
-                f"{_fmt(metrics['val']['auc_mean'])}, test auc {_fmt(metrics['test']['auc_mean'])}"
-            )
+            log(f"stage {stage.name}: {_selected(stopper.stage_best, stopper.per_domain)}, "
+                f"{_aucs(metrics)}")
         return {
             "name": stage.name,
             "epochs": n_epochs,
@@ -630,11 +632,17 @@ def _selected(epoch: int, per_domain: bool) -> str:
     return f"best epoch {epoch}"
 
 
-def _diverged(what: str) -> UserError:
-    return UserError(
+def _diverged(what: str) -> TrainingDiverged:
+    return TrainingDiverged(
         f"training diverged: {what}. Use a smaller learning rate (--set lr=...) or check the "
         "hyperparameters; no result was written for this run."
     )
+
+
+def _aucs(metrics: dict) -> str:
+    """"val auc x, test auc y" (without the test split when it was not evaluated)."""
+    out = f"val auc {_fmt(metrics['val']['auc_mean'])}"
+    return out + (f", test auc {_fmt(metrics['test']['auc_mean'])}" if metrics["test"] else "")
 
 
 def _fmt(x: float | None) -> str:

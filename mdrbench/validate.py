@@ -15,8 +15,13 @@ A result (issue 3's JSON, `schema_version` 1) passes when:
 5. when a predictions Parquet sits beside it (`<stem>.predictions.parquet`: `domain_id`,
    `label`, `score` for every row of the test split, in the split's order), every test
    metric recomputed from it by the one evaluator (`mdrbench.evaluate`) matches;
-6. its entry (same dataset build, model, method and config apart from the seed) has at
-   least `min_seeds` distinct seeds, the minimum for a ranked entry.
+6. its entry (same dataset build, model, method, track and config apart from the seed)
+   has at least `min_seeds` distinct seeds, the minimum for a ranked entry;
+7. its "track" and, for a tuned result, its "tuning" record are whole and consistent
+   (`track.check_track`).
+
+Tuning trials' records (`mdrbench tune`'s OUT/trials/, trial.py) are not results: they are
+skipped.
 
 Each violation is reported on its own, with the file it concerns.
 """
@@ -38,6 +43,7 @@ import numpy as np
 from mdrbench.config import MAX_SEED
 from mdrbench.errors import UserError, name_problem
 from mdrbench.evaluate import evaluate, is_close
+from mdrbench.track import check_track, is_trial, result_track
 
 SCHEMA_VERSION = 1
 MIN_SEEDS = 3
@@ -180,6 +186,10 @@ class LoadedResult:
     build: Build | None = None
 
     @property
+    def track(self) -> str:
+        return result_track(self.data)
+
+    @property
     def entry_key(self) -> tuple:
         """Runs that differ only by seed form one leaderboard entry (`entry_key`)."""
         return entry_key(self.data)
@@ -189,39 +199,33 @@ def entry_key(record: Mapping) -> tuple:
     """The one grouping rule of `mdrbench table`, `validate` and the leaderboard: results
     are averaged over seeds together only when they share the dataset build, model,
     method, resolved config (the run-only keys seed, device and threads aside) and track
-    (`result_track`). (dataset name, manifest sha256, model, method, config key, track)."""
+    (`track.result_track`: a tuned run is never one entry with a paper-profile run of the
+    same config). (dataset name, manifest sha256, model, method, config key, track)."""
     d = record
     return (d["dataset"]["name"], d["dataset"].get("manifest_sha256", ""), d["model"],
             d["method"], config_key(d.get("config") or {}), result_track(d))  # fmt: skip
 
 
-def result_track(record: Mapping) -> str | None:
-    """The result's track (`paper`, `tuned`, `custom`) when it records one, else None."""
-    return record.get("track")
-
-
 def entry_variants(entries: Mapping[tuple, Mapping]) -> dict[tuple, str]:
-    """For entries (`entry_key` -> one result of it) that share dataset build, model and
-    method, a short label of what sets each apart: its track, where a result came from
+    """For entries (`entry_key` -> one result of it) that share dataset build, model, method
+    and track, a short label of what sets each apart: where a result came from
     (`config.source`: `mdrbench score`; `mdrbench eval` when absent) and the config values
-    that differ ("lr=0.01, epochs=2"). "" for an entry alone of its kind."""
+    that differ ("lr=0.01, epochs=2"). "" for an entry alone of its kind. The track is not
+    in the label: tables and the leaderboard show it on every entry, and rank within it."""
     groups: dict[tuple, list[tuple]] = defaultdict(list)
     for key in entries:
-        groups[key[:4]].append(key)
+        groups[(*key[:4], key[5])].append(key)
     out = {key: "" for key in entries}
     for keys in groups.values():
         if len(keys) < 2:
             continue
         flat = {k: flat_config(entry_config(dict(entries[k].get("config") or {}))) for k in keys}
-        track = {k: result_track(entries[k]) for k in keys}
         source = {k: json.loads(flat[k].pop("source", '"mdrbench eval"')) for k in keys}
         for k in keys:
             parts = []
-            if len(set(track.values())) > 1:
-                parts.append(f"track={track[k] or '-'}")
             if len(set(source.values())) > 1:
                 parts.append(source[k])
-            kin = [o for o in keys if (track[o], source[o]) == (track[k], source[k])]
+            kin = [o for o in keys if source[o] == source[k]]
             names = sorted({n for o in kin for n in flat[o]})
             differ = [n for n in names if len({flat[o].get(n) for o in kin}) > 1]
             # what the profile applied or saw overridden follows from the values: not shown
@@ -415,6 +419,7 @@ def check_schema(d) -> list[str]:
         for s in _config_seeds(d["config"]):
             if s != d["seed"]:
                 errs.append(f"seed is {d['seed']} but the config's seed is {s!r}")
+        errs += check_track(d)
     return errs
 
 
@@ -592,7 +597,7 @@ def check_predictions(
 
 def entry_label(key: tuple) -> str:
     name, sha, model, method, _, track = key
-    return f"entry {name}@{sha[:8]} {model} + {method}" + (f" ({track} track)" if track else "")
+    return f"entry {name}@{sha[:8]} ({track} track) {model} + {method}"
 
 
 def validate(
@@ -606,14 +611,17 @@ def validate(
     report = Report()
     test_splits: dict = {}
     files = find_results(paths)
-    report.n_files = len(files)
     for path in files:
         where = str(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             report.violations.append(Violation(where, f"not a readable JSON file: {exc}"))
+            report.n_files += 1
             continue
+        if is_trial(data):  # a tuning trial's record: not a result
+            continue
+        report.n_files += 1
         errs = check_schema(data)
         if errs:
             report.violations += [Violation(where, e) for e in errs]

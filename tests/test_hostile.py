@@ -732,10 +732,17 @@ def test_21_2_table_averages_only_results_of_one_config_and_track(capsys, data, 
     tracks = tmp_path / "t"
     shutil.copytree(results, tracks)
     f = tracks / "taobao-10__mlp__alternate__seed2.json"
-    f.write_text(json.dumps({**json.loads(f.read_text()), "track": "tuned"}))
+    rec = json.loads(f.read_text())
+    lr = rec["config"]["train"]["lr"]  # a (one-trial) tuning record that matches its config
+    tuning = {"budget": 1, "search": "grid", "seed": 0, "space": {"train.lr": [lr]},
+              "trials": [{"config": {"train.lr": lr}, "val_auc": 0.6}], "selected": 0}  # fmt: skip
+    f.write_text(json.dumps({**rec, "track": "tuned", "tuning": tuning}))
     recs = load_results(tracks)
     assert len({entry_key(x) for x in recs}) == 2
-    assert sorted(x["variant"] for x in aggregate(recs)) == ["track=-", "track=tuned"]
+    rows = aggregate(recs)
+    # the track is its own column, not a variant label; entries rank within their track
+    assert sorted(x["track"] for x in rows) == ["custom", "tuned"]
+    assert [x["variant"] for x in rows] == ["", ""]
 
 
 def test_21_3_load_dataset_checks_the_manifest_before_rows_are_read(data, tmp_path):

@@ -33,6 +33,7 @@ RESULT_KEYS = {
     "model",
     "method",
     "seed",
+    "track",
     "config",
     "best_epoch",
     "metrics",
@@ -170,6 +171,15 @@ def test_quickstart_tiny(tmp_path):
     best = best_framework()  # the highest `priority`: finetune here, mamdr with issue 4
     assert "mlp+alternate AUC" in res.output and f"mlp+{best} AUC" in res.output
     assert len(list((tmp_path / "results").glob("taobao-10__mlp__*.json"))) == 2
+    # the tuned comparison's command (docs/tuning.md) runs as printed
+    import shlex
+
+    line = next(x.strip() for x in res.output.splitlines() if x.strip().startswith("mdrbench tune"))
+    args = shlex.split(line)
+    assert args[:2] == ["mdrbench", "tune"] and "docs/tuning.md" in res.output
+    dry = CliRunner().invoke(cli, [*args[1:], "--dry-run"], catch_exceptions=False)
+    assert dry.exit_code == 0, dry.output
+    assert "2 studies, 16 trial runs" in dry.output and f"mlp+{best}" in dry.output
 
 
 @pytest.fixture(scope="module")

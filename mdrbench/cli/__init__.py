@@ -21,6 +21,7 @@ COMMANDS = {
     "synth": "mdrbench.cli.data:synth_cmd",
     "eval": "mdrbench.cli.train:eval_cmd",
     "sweep": "mdrbench.cli.sweep:sweep_cmd",
+    "tune": "mdrbench.cli.tune:tune_cmd",
     "table": "mdrbench.cli.train:table_cmd",
     "quickstart": "mdrbench.cli.train:quickstart_cmd",
     "conflict": "mdrbench.cli.conflict:conflict_cmd",

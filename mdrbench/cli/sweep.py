@@ -45,6 +45,28 @@ def read_grid(path: Path) -> dict[str, Any]:
     return out
 
 
+def engine_options(f):
+    """The options of the engine that runs a sweep's runs (`sweep`, `tune`)."""
+    for opt in reversed([
+        click.option("--backend", type=click.Choice(["local", "ray"]), default=None,
+                     help="local: processes on this machine; ray: Ray tasks (pip install "
+                     "'mdrbench[ray]').  [default: local]"),
+        click.option("--jobs", type=int, default=None,
+                     help="Runs at once (each one torch thread unless --set threads=T). "
+                     "Default: the cores here (local), the cluster's CPUs (ray). Fewer where "
+                     "memory is short."),
+        click.option("--address", default=None,
+                     help="Ray: the cluster's address (default: $RAY_ADDRESS, else a local Ray)."),
+        click.option("--gpus-per-run", type=float, default=None,
+                     help="Ray: GPUs each run asks for (e.g. 1, or 0.25 to share one). "
+                     "Default: 1 on a cluster with GPUs, else 0."),
+        click.option("--retries", type=int, default=None,
+                     help="Times a failing run is retried before it is reported.  [default: 1]"),
+    ]):  # fmt: skip
+        f = opt(f)
+    return f
+
+
 @click.command("sweep")
 @click.option(
     "--dataset",
@@ -87,38 +109,7 @@ def read_grid(path: Path) -> dict[str, Any]:
     default=None,
     help="Folder for the results (and each run's .log).  [default: results]",
 )
-@click.option(
-    "--backend",
-    type=click.Choice(["local", "ray"]),
-    default=None,
-    help="local: processes on this machine; ray: Ray tasks (pip install "
-    "'mdrbench[ray]').  [default: local]",
-)
-@click.option(
-    "--jobs",
-    type=int,
-    default=None,
-    help="Runs at once (each one torch thread unless --set threads=T). Default: the cores "
-    "here (local), the cluster's CPUs (ray). Fewer where memory is short.",
-)
-@click.option(
-    "--address",
-    default=None,
-    help="Ray: the cluster's address (default: $RAY_ADDRESS, else a local Ray).",
-)
-@click.option(
-    "--gpus-per-run",
-    type=float,
-    default=None,
-    help="Ray: GPUs each run asks for (e.g. 1, or 0.25 to share one). Default: 1 on a "
-    "cluster with GPUs, else 0.",
-)
-@click.option(
-    "--retries",
-    type=int,
-    default=None,
-    help="Times a failing run is retried before it is reported.  [default: 1]",
-)
+@engine_options
 @click.option(
     "--recompute",
     is_flag=True,
@@ -161,52 +152,22 @@ def sweep_cmd(ctx, datasets, models, methods, seeds, epochs, profile, sets, grid
     profile = profile or grid.get("profile", "paper")
     out = out if out is not None else grid.get("out", Path("results"))
     backend = backend or grid.get("backend", "local")
-    if backend not in ("local", "ray"):
-        raise UserError(f"backend '{backend}': expected local or ray")
     jobs = jobs if jobs is not None else grid.get("jobs")
     address = address or grid.get("address")
     gpus = gpus_per_run if gpus_per_run is not None else grid.get("gpus_per_run")
-    if gpus is not None and gpus < 0:
-        raise UserError(f"--gpus-per-run must be >= 0, got {gpus}")
     retries = retries if retries is not None else grid.get("retries", 1)
-    if jobs is not None and jobs < 1:
-        raise UserError(f"--jobs must be >= 1, got {jobs}")
-    if retries < 0:
-        raise UserError(f"--retries must be >= 0, got {retries}")
-    if address and backend != "ray":
-        raise UserError("--address is for --backend ray")
+    sw.check_engine(backend, jobs, address, gpus, retries)
     if not datasets:
         raise UserError("no dataset: give --dataset NAME_OR_PATH (or dataset = [...] in --grid)")
 
     runs = sw.expand(datasets, models, methods, seeds_list, set_values, out, profile,
                      hub=backend == "ray")  # fmt: skip
-    cores = sw.usable_cores()
-    # One torch thread per run, and as many runs as cores: on a busy machine two threads
-    # made an 8-run sweep 6x slower than one (docs/sweep.md, "Measured").
-    default_threads = 1
-    if backend == "local":
-        jobs = jobs or cores
-    for run in runs:
-        t = run.overrides.get("threads", run.overrides.get("train.threads"))
-        run.threads = int(t) if t is not None and int(t) > 0 else default_threads
-    if backend == "local":
-        most = max((r.threads for r in runs), default=1)
-        if jobs * most > cores:
-            click.echo(f"warning: {jobs} jobs x {most} threads > {cores} cores: runs will "
-                       "compete for the CPUs (fewer --jobs or --set threads=1)", err=True)  # fmt: skip
-
+    make_backend, where = sw.engine(runs, backend, jobs, address, gpus, out)
     if dry_run:
         _dry_run(runs, recompute)
         return
     if backend == "local":
         sw.check_devices(runs)
-
-    def make_backend():  # after the sweep has checked the runs: no Ray started for nothing
-        if backend == "local":
-            return sw.LocalBackend(jobs)
-        return sw.RayBackend(address, jobs, default_threads, gpus)
-
-    where = f"into {out}, {default_threads} thread(s) per run ({cores} cores here)"
     summary = sw.sweep(runs, make_backend, retries=retries, recompute=recompute, where=where)
     _report(summary, runs, out)
     if summary.interrupted:
