@@ -193,8 +193,8 @@ def train(
     only with `force=True`). `verbose`: epoch lines through logging and a progress bar of
     training rows on a terminal. Returns a `RunResult`: `.record` (the
     result), `.history` (one entry per epoch), `.framework`, `.test_scores`."""
-    from mdrbench.cli.train import save_result, split_arrays
     from mdrbench.data import MDRData
+    from mdrbench.runs import save_result, split_arrays
     from mdrbench.trainer import stderr_log
     from mdrbench.trainer import train as run_training
 

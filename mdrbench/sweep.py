@@ -9,7 +9,7 @@
   result of this run whose predictions are missing, truncated or inconsistent: it does not
   count and is redone), or "conflict" (a result of another config or build, or a file that
   is not a result, holds the path: refused, as `mdrbench eval` refuses it).
-- `execute(run)`: one run, through `cli/train.py: run_seeds` (the code `mdrbench eval` runs),
+- `execute(run)`: one run, through `runs.py: run_seeds` (the code `mdrbench eval` runs),
   which writes the predictions and then the JSON as one unit: a run killed mid-way leaves
   no JSON, hence nothing that counts. A run of kind "trial" (`mdrbench tune`) is a tuning
   trial instead (`trial.run_trial`: validation only, a trial record, no predictions).
@@ -469,14 +469,14 @@ def task_dataset(task: Mapping[str, Any]) -> str:
 
 
 def execute(task: Mapping[str, Any]) -> bool:
-    """One run, exactly as `mdrbench eval` does it (`cli/train.py: run_seeds`), on the
+    """One run, exactly as `mdrbench eval` does it (`runs.py: run_seeds`), on the
     dataset `task_dataset` gives; a task of kind "trial", one tuning trial
     (`trial.run_trial`). Returns False when it wrote nothing: the finished result (or trial
     record) of this run was there when it took the lock (another process did it), and is
     kept."""
     from mdrbench.atomic import Lock
-    from mdrbench.cli.train import run_seeds
     from mdrbench.results import lock_path
+    from mdrbench.runs import run_seeds
     from mdrbench.trial import run_trial
 
     path = Path(task["path"])

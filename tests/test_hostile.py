@@ -500,7 +500,7 @@ def test_7_smaller_holes(capsys, data, results, raw_taobao, tmp_path, monkeypatc
 
     # A kill between the predictions and the JSON of a --force rerun: no pair validate
     # rejects (the old JSON went first), and a rerun completes it.
-    from mdrbench.cli import train as train_cli
+    from mdrbench import runs as train_cli
     from mdrbench.results import finished_result, result_path
 
     r = tmp_path / "r"

@@ -79,10 +79,10 @@ def score_cmd(
     Example: mdrbench score preds.parquet --dataset data/taobao-10 --model-name deepfm-fuxictr --method-name joint --out results/
     """
     from mdrbench.api import Evaluator, external_result, load_dataset
-    from mdrbench.cli.train import save_result
     from mdrbench.config import parse_sets
     from mdrbench.log import command
     from mdrbench.results import aggregate, domain_table, render, result_path
+    from mdrbench.runs import save_result
 
     ds = load_dataset(dataset)
     test = Evaluator(ds, "test")
