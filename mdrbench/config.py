@@ -81,6 +81,10 @@ class TrainConfig:
     # (SparseAdam); False: dense gradients and plain Adam over whole tables (DeepCTR's way).
     sparse_embeddings: bool = True
     threads: int = 0  # torch.set_num_threads when > 0
+    # Rows of a domain are shuffled through a buffer of this many rows (tf.data's
+    # shuffle(buffer): the authors' shuffle_buffer_size 10000, over files in a seeded
+    # random order as the built splits are); 0: a uniform shuffle of the domain's rows.
+    shuffle_buffer: int = 0
 
 
 EMB_INITS = ("normal", "uniform")

@@ -459,9 +459,11 @@ class Framework:
         return F.binary_cross_entropy_with_logits(logits, batch["label"])
 
     def batches(self, domain: int | None = None, split: Split | None = None) -> Iterator[dict]:
-        """Shuffled training batches of one domain (or of all, mixed)."""
+        """Shuffled training batches of one domain (through the run's `shuffle_buffer`),
+        or of all domains, mixed."""
         split = split or self.data.train
-        return split.batches(self.ctx.train.batch_size, domain, self.ctx.generator)
+        t = self.ctx.train
+        return split.batches(t.batch_size, domain, self.ctx.generator, t.shuffle_buffer)
 
     def domain_order(self, shuffle: bool) -> list[int]:
         if not shuffle:

@@ -205,3 +205,56 @@ def test_paper_profile_records_l2_dense_adam_and_star_tables(amazon6):
         train(amazon6, "mlp", "alternate", overrides=tiny_overrides("mlp", sparse_embeddings=True))
     for model in ("wdl", "nfm", "deepfm"):
         assert resolve_config(model, "alternate", dataset="amazon-6").model.linear_l2 == 1e-5
+
+
+# ----------------------------------------------------------------------------- shuffle buffer
+
+
+def _tf_shuffle(n: int, buffer: int, rng) -> list[int]:
+    """tf.data's shuffle(buffer) over inputs 0..n-1, step by step."""
+    buf, nxt, out = list(range(min(buffer, n))), min(buffer, n), []
+    while buf:
+        j = int(rng.integers(len(buf)))
+        out.append(buf[j])
+        if nxt < n:
+            buf[j], nxt = nxt, nxt + 1
+        else:
+            buf.pop(j)
+    return out
+
+
+def test_buffered_order_is_tf_shuffle_in_distribution():
+    """Where each input lands, over many draws: the vectorised order and a step-by-step
+    tf.data shuffle agree (each is a permutation; an input cannot come out before the
+    buffer reached it)."""
+    from mdrbench.data import buffered_order
+
+    n, buffer, draws = 7, 3, 6000
+    g, rng = torch.Generator().manual_seed(0), np.random.default_rng(0)
+    ours, tf = np.zeros((n, n)), np.zeros((n, n))
+    for _ in range(draws):
+        o = buffered_order(n, buffer, g).tolist()
+        assert sorted(o) == list(range(n))
+        assert all(o.index(i) > i - buffer for i in range(n))  # no input before its turn
+        for pos, i in enumerate(o):
+            ours[i, pos] += 1
+        for pos, i in enumerate(_tf_shuffle(n, buffer, rng)):
+            tf[i, pos] += 1
+    np.testing.assert_allclose(ours / draws, tf / draws, atol=0.03)
+    assert ours[n - 1, 0] == 0 and ours[0, 0] > draws / 4  # the last input is never first
+    assert torch.equal(buffered_order(5, 5, torch.Generator().manual_seed(1)),
+                       torch.randperm(5, generator=torch.Generator().manual_seed(1)))  # fmt: skip
+
+
+def test_framework_batches_go_through_the_run_buffer(amazon):
+    """shuffle_buffer=b: a domain's first batch holds rows from its first b + batch rows."""
+    fw = _framework(amazon, Table(0.0))
+    fw.ctx.train.batch_size, fw.ctx.train.shuffle_buffer = 4, 3
+    d = max(range(amazon.train.n_domains), key=amazon.train.n_rows)
+    start = amazon.train.offsets[d]
+    first = next(fw.batches(d))
+    pos = {(int(u), int(i)) for u, i in zip(first["user_id"], first["item_id"])}
+    rows = range(start, start + 3 + 4 - 1)  # step t emits one of inputs < t + 3
+    window = {(int(amazon.train.user_id[r]), int(amazon.train.item_id[r])) for r in rows}
+    assert pos <= window
+    assert resolve_config("mlp", "alternate", dataset="taobao-30").train.shuffle_buffer == 10000
