@@ -10,11 +10,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_frameworks import DOMAINS, LinearCTR, close, first_row_split, grad, hand_data, make, theta
 from torch import nn
 from train_fixtures import tiny_overrides
 
 from mdrbench.errors import UserError
-from mdrbench.frameworks import FRAMEWORKS, Context
+from mdrbench.frameworks import FRAMEWORKS, Context, LossMeter
 from mdrbench.models import build_model
 from mdrbench.trainer import resolve_config, train
 
@@ -258,3 +259,122 @@ def test_framework_batches_go_through_the_run_buffer(amazon):
     window = {(int(amazon.train.user_id[r]), int(amazon.train.item_id[r])) for r in rows}
     assert pos <= window
     assert resolve_config("mlp", "alternate", dataset="taobao-30").train.shuffle_buffer == 10000
+
+
+# ----------------------------------------------------------------------------- gradient passes
+
+
+def _dropout_mlp(amazon):
+    torch.manual_seed(0)
+    return build_model("mlp", amazon.info, emb_dim=8, hidden=[16, 8], dropout=0.5)
+
+
+def _record_modes(net) -> list[bool]:
+    """The model's mode at every forward (a hook the test adds; the model is unchanged)."""
+    modes: list[bool] = []
+    net.register_forward_pre_hook(lambda mod, args: modes.append(mod.training))
+    return modes
+
+
+@pytest.mark.parametrize("method", ["maml", "mldg", "pcgrad"])
+def test_gradient_passes_run_without_dropout(amazon, method):
+    """dropout 0.5 in the config: the authors' gradient-only passes (a K.function: Keras'
+    learning phase False) see none. MLDG and PCGrad train in evaluation mode throughout;
+    MAML's support steps train with dropout, its query pass without; the mode is put back
+    after each pass."""
+    net = _dropout_mlp(amazon)
+    fw = _framework(amazon, net, method)
+    fw.ctx.train.batch_size = 16
+    fw.begin_stage(fw.stages()[0])
+    modes = _record_modes(net)
+    net.train()
+    fw.train_epoch(1, range(amazon.info.n_domains))
+    assert net.training and all(m.training for m in net.modules())
+    if method == "maml":
+        assert True in modes and False in modes  # support: training mode; query: eval
+        n_support = sum(-(-int(amazon.train.n_rows(d) * 0.2) // 16) for d in range(3))
+        assert modes.count(True) == n_support
+    else:
+        assert set(modes) == {False}
+    other = _framework(amazon, _dropout_mlp(amazon), method)
+    other.cfg.pass_train_mode = True
+    other.ctx.train.batch_size = 16
+    other.begin_stage(other.stages()[0])
+    modes = _record_modes(other.model)
+    other.train_epoch(1, range(amazon.info.n_domains))
+    assert set(modes) == {True}
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_pass_gradient_is_deterministic_without_dropout(amazon, train_mode):
+    """Two passes over the same rows at the same theta: equal gradients in evaluation
+    mode (dropout 0.5 configured but off), different ones with dropout on."""
+    from mdrbench.frameworks.passes import pass_gradient
+
+    fw = _framework(amazon, _dropout_mlp(amazon), "pcgrad")
+    rows = torch.arange(amazon.train.offsets[0], amazon.train.offsets[1])
+    g = [pass_gradient(fw, 0, LossMeter(), rows, train_mode=train_mode) for _ in range(2)]
+    dense = [{n: t.to_dense() if t.is_sparse else t for n, t in x.items()} for x in g]
+    same = all(torch.allclose(dense[0][n], dense[1][n], rtol=1e-5, atol=1e-8) for n in g[0])
+    assert same is (not train_mode)
+
+
+def test_model_mode_is_put_back_on_error(amazon):
+    net = _dropout_mlp(amazon)
+    fw = _framework(amazon, net)
+    net.train()
+    net.dnn.eval()  # a mixed state is restored module by module
+    with pytest.raises(RuntimeError):
+        with fw.model_mode(False):
+            assert not any(m.training for m in net.modules())
+            raise RuntimeError("boom")
+    assert net.training and not net.dnn.training and not net.dnn[0].training
+
+
+class PenalisedCTR(LinearCTR):
+    """LinearCTR with a Keras l2(lam) on its weight."""
+
+    lam = 0.05
+
+    def l2_penalties(self):
+        return {"lin.weight": self.lam}
+
+
+@pytest.mark.parametrize("meta_grad", ["sum", "mean"])
+def test_maml_outer_gradient_is_the_sum_over_query_batches(meta_grad):
+    """One query row per batch: the outer SGD step takes the SUM over the query batches
+    of each batch's gradient at theta' (the authors' K.update_add, average_meta_grad
+    "none"), the L2's 2 lam w' once per batch; `meta_grad="mean"` divides by the
+    batches. theta' = one SGD support step with the L2 as weight decay."""
+    data = hand_data()
+    fw = make("maml", data, model=PenalisedCTR(), alpha=0.5, beta=0.2, inner_optimizer="sgd",
+              outer_optimizer="sgd", meta_grad=meta_grad)  # fmt: skip
+    fw.ctx.train.batch_size = 1
+    fw.support, fw.query = first_row_split(data)
+    th = theta(fw.model)
+    lam = np.array([2 * PenalisedCTR.lam] * 2 + [0.0])  # the bias has no L2
+    fw.train_epoch(1, range(4))
+    for d in fw.order:
+        prime = th - 0.5 * (grad(th, DOMAINS[d][:1]) + lam * th)
+        query = DOMAINS[d][1:]
+        g = sum(grad(prime, [row]) + lam * prime for row in query)
+        th = th - 0.2 * (g if meta_grad == "sum" else g / len(query))
+    close(theta(fw.model), th)
+
+
+def test_epoch_split_is_the_authors_take_and_skip(amazon):
+    """support = the first int(0.2 n) rows of one shuffled stream, query = the rows after
+    them in another: sizes fixed, the boundary moving from epoch to epoch."""
+    from mdrbench.frameworks.passes import epoch_split
+
+    g = torch.Generator().manual_seed(0)
+    d = 0
+    rows = set(range(amazon.train.offsets[d], amazon.train.offsets[d + 1]))
+    n = len(rows)
+    seen = []
+    for _ in range(3):
+        s, q = epoch_split(amazon.train, d, 0.2, g, buffer=8)
+        assert len(s) == int(n * 0.2) and len(q) == n - int(n * 0.2)
+        assert set(s.tolist()) <= rows and set(q.tolist()) <= rows
+        seen.append(frozenset(s.tolist()))
+    assert len(set(seen)) > 1
