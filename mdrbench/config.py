@@ -87,8 +87,6 @@ class TrainConfig:
     shuffle_buffer: int = 0
 
 
-EMB_INITS = ("normal", "uniform")
-
 
 @dataclass
 class ModelConfig:
@@ -99,7 +97,7 @@ class ModelConfig:
     # Embedding tables' initialiser: "normal" = N(0, init_std) (DeepCTR 0.9.0's SparseFeat
     # default, stddev 1e-4) | "uniform" = U(-init_std, init_std) (Keras layers.Embedding's
     # default, +-0.05: the authors' STAR).
-    emb_init: str = "normal"
+    emb_init: Literal["normal", "uniform"] = "normal"
     init_std: float = 1e-4  # the normal's std, or the uniform's bound
     # Keras l2(emb_l2) on each embedding table: emb_l2 * sum(w^2) over the whole table is
     # added to the loss, so every row gets 2 * emb_l2 * w at every step (DeepCTR's
@@ -331,7 +329,7 @@ def check_values(run: RunConfig) -> None:
     """Refuse values no run can use, before any data is loaded: a float in any section that
     is not finite or is beyond +-MAX_FLOAT; a seed outside 0..MAX_SEED; in the model, a size (any int, or any int of a
     list such as `hidden`) below 1, a dropout outside [0, 1), an `init_std` not above 0, an
-    `emb_init` other than normal/uniform, an L2 strength (`*_l2`) below 0."""
+    L2 strength (`*_l2`) below 0."""
     for sec in run.sections().values():
         for f in dataclasses.fields(sec):
             v = getattr(sec, f.name)
@@ -354,8 +352,6 @@ def check_values(run: RunConfig) -> None:
             raise UserError(f"{f.name}: every layer size must be >= 1, got {list(v)}")
     if not m.init_std > 0:
         raise UserError(f"init_std must be > 0, got {m.init_std}")
-    if m.emb_init not in EMB_INITS:
-        raise UserError(f"emb_init: expected one of {', '.join(EMB_INITS)}, got {m.emb_init!r}")
     for f in dataclasses.fields(m):
         if f.name.endswith("_l2") and not getattr(m, f.name) >= 0:
             raise UserError(f"{f.name} must be >= 0, got {getattr(m, f.name)}")

@@ -195,7 +195,7 @@ class STAR(MDRModel):
         dropout: float = 0.0  # authors' STAR configs have no dropout
         # authors: Keras layers.Embedding defaults (model_zoo/Star/star.py `build_emb`,
         # `build_inputs`): RandomUniform(-0.05, 0.05), no regularizer
-        emb_init: str = "uniform"
+        emb_init: Literal["normal", "uniform"] = "uniform"
         init_std: float = 0.05
         hidden: list[int] = hidden_field(256, 128, 64)
         aux_net: bool = False  # authors: auxiliary_net false in every config
