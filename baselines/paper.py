@@ -89,12 +89,14 @@ def load_configs() -> dict:
 
 def profile_entries(dataset: str | None, model: str | None, method: str | None) -> list[dict]:
     """The entries of the paper profile that apply to a run, in file order: those listing
-    `dataset` whose model (and method) is the run's or null."""
+    `dataset` whose model (one name or a list of names) and method are the run's or
+    null."""
     out = []
     for e in load_configs()["entries"]:
         if dataset not in e["datasets"]:
             continue
-        if e["model"] is not None and e["model"] != model:
+        models = [e["model"]] if isinstance(e["model"], str) else e["model"]
+        if models is not None and model not in models:
             continue
         if e["method"] is not None and e["method"] != method:
             continue

@@ -32,10 +32,12 @@ def subset_train(data, rows: int, seed: int = 0) -> None:
     )
 
 
-def deepctr_mlp(info, device: str = "cpu"):
-    """DeepCTR-Torch 0.3.0's WDL with no linear (wide) features and no L2 terms: exactly the
-    paper's MLP (user, item, domain embeddings 128; DNN [256, 128, 64], ReLU, dropout 0.5),
-    compiled with Adam and BCE, no training metrics."""
+def deepctr_mlp(info, device: str = "cpu", l2: float = 0.0):
+    """DeepCTR-Torch 0.3.0's WDL with no linear (wide) features: exactly the paper's MLP
+    (user, item, domain embeddings 128; DNN [256, 128, 64], ReLU, dropout 0.5), compiled
+    with Adam and BCE, no training metrics. `l2`: its `l2_reg_embedding` (lambda * sum(w^2)
+    over each whole table, added to the loss at every step; 1e-5 = DeepCTR's default and
+    the authors'); 0: no L2 term."""
     from deepctr_torch.inputs import SparseFeat
     from deepctr_torch.models import WDL
 
@@ -50,7 +52,7 @@ def deepctr_mlp(info, device: str = "cpu"):
         dnn_hidden_units=(256, 128, 64),
         dnn_dropout=0.5,
         l2_reg_linear=0.0,
-        l2_reg_embedding=0.0,
+        l2_reg_embedding=l2,
         init_std=1e-4,
         seed=0,
         device="cuda:0" if device.startswith("cuda") else device,

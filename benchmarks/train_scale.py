@@ -10,13 +10,22 @@ with a Zipf-like popularity, users have a home category and a Zipf-like activity
 sized for throughput only (about 2.1M training rows by default) and has no planted
 preference structure: its AUCs mean nothing. It is cached under `--work`.
 
-Systems, each in its own fresh process (so its peak memory, VmHWM, is its own):
+Systems, each in its own fresh process (so its peak memory, VmHWM, is its own), or with
+`--in-process` one after the other in this process (the same process and moment for
+all: on a machine other jobs share, the fairest comparison of speed; no per-system peak
+memory then); `--rounds N` runs the list N times over and reports each system's median:
 
 - `deepctr`: DeepCTR-Torch WDL with no linear features and no L2 (= the MLP), dense Adam
   over the whole tables, `fit()` on a seeded random subset of `--deepctr-batches` batches
   (at ~1,700 samples/s a full epoch would take an hour); samples/s of that fit;
+- `deepctr-paper`: the same with DeepCTR's L2 on the tables (`l2_reg_embedding` 1e-5,
+  its default and the authors'), as the paper profile trains: DeepCTR-Torch adds
+  lambda * sum(w^2) of each whole table to the loss at every step;
 - `dense`: mdrbench `alternate` with `sparse_embeddings=false` (dense Adam), on such a
   subset too: the effect of sparse updates on speed at this scale;
+- `paper`: mdrbench `alternate` under the paper profile's optimisation (dense Adam over
+  whole tables and `emb_l2` 1e-5: the L2 fused into Adam as weight decay), on such a
+  subset; compared with `deepctr-paper` (issue 19's goal: at least 3x);
 - `alternate`: mdrbench `alternate`, one full epoch through `mdrbench.trainer.train`
   (sparse embedding updates: SparseAdam on tables, Adam on dense layers);
 - `mamdr`: mdrbench `mamdr` with k = 3 (the paper's for Amazon-6), one full epoch;
@@ -46,6 +55,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -67,7 +77,9 @@ GENERATOR_VERSION = 3
 SYSTEMS = ("deepctr", "dense", "alternate", "mamdr")  # the default; any framework name works
 LABELS = {
     "deepctr": "DeepCTR-Torch 0.3.0 (dense Adam)",
+    "deepctr-paper": "DeepCTR-Torch 0.3.0, table L2 1e-5 (dense Adam)",
     "dense": "mdrbench alternate, dense embeddings (Adam)",
+    "paper": "mdrbench alternate, paper profile (dense Adam + table L2 1e-5)",
     "alternate": "mdrbench alternate (sparse embeddings)",
     "mamdr": "mdrbench mamdr, k = {k}",
 }
@@ -166,15 +178,31 @@ def scale_dataset(work: Path, n_users: int, n_items: int, train_rows: int, seed:
 # ----------------------------------------------------------------------------- one system
 
 
+def _unwrap(wrapped: list[tuple]) -> None:
+    """Undo `setattr(cls, name, wrapper)`s, the latest first (None: it was inherited)."""
+    for cls, name, fn in reversed(wrapped):
+        if fn is None:
+            delattr(cls, name)
+        else:
+            setattr(cls, name, fn)
+
+
 class _Timer:
     """Wraps methods of classes to add up their wall time (and calls)."""
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
+        self.wrapped: list[tuple] = []
+
+    def restore(self) -> None:
+        """Put the wrapped methods back (the latest wrapped first)."""
+        _unwrap(self.wrapped)
+        self.wrapped = []
 
     def wrap(self, cls, name: str, key: str, before=None, skip=None) -> None:
         fn = getattr(cls, name)
+        self.wrapped.append((cls, name, vars(cls).get(name)))
 
         def timed(obj, *a, **kw):
             if skip is not None and skip():  # not counted (e.g. during evaluation)
@@ -204,9 +232,11 @@ class _Phases:
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.wrapped: list[tuple] = []
 
     def wrap(self, cls, name: str, phase: str) -> None:
         fn = getattr(cls, name)
+        self.wrapped.append((cls, name, vars(cls).get(name)))
 
         def named(obj, *a, **kw):
             self.stack.append(phase)
@@ -230,12 +260,17 @@ class _Phases:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        _unwrap(self.wrapped)  # the methods as they were
 
 
-def run_deepctr(data, batches: int, device: str) -> dict:
+def run_deepctr(data, batches: int, device: str, l2: float = 0.0) -> dict:
     subset_train(data, batches * 1024)
-    seconds = deepctr_fit(deepctr_mlp(data.info, device), data.train)
+    seconds = deepctr_fit(deepctr_mlp(data.info, device, l2), data.train)
     return {"samples": len(data.train), "seconds": seconds}
+
+
+# The paper profile's optimisation for the DeepCTR models (baselines/paper_configs.json)
+PAPER = {"sparse_embeddings": False, "emb_l2": 1e-5}
 
 
 def run_mdrbench(
@@ -292,13 +327,15 @@ def run_one(args) -> dict:
     before = status_mib("VmRSS")
     over = {"device": device} | ({"threads": args.threads} if args.threads > 0 else {})
     system = args.one
-    if system == "deepctr":
-        r = run_deepctr(data, args.deepctr_batches, device)
-        r["subset"] = True
-    elif system == "dense":
+    if system in ("deepctr", "deepctr-paper"):
+        l2 = PAPER["emb_l2"] if system == "deepctr-paper" else 0.0
+        r = run_deepctr(data, args.deepctr_batches, device, l2)
+        r.update(subset=True, l2=l2)
+    elif system in ("dense", "paper"):
         subset_train(data, args.dense_batches * 1024)
-        r = run_mdrbench(data, "alternate", {"sparse_embeddings": False, **over}, None, 1)
-        r["subset"] = True
+        paper = PAPER if system == "paper" else {"sparse_embeddings": False}
+        r = run_mdrbench(data, "alternate", {**paper, **over}, None, 1)
+        r.update(subset=True, l2=paper.get("emb_l2", 0.0))
     else:  # a learning framework, one epoch; its snapshots timed and their rows counted
         from mdrbench.frameworks import FRAMEWORKS, Framework
         from mdrbench.frameworks.mamdr import DN, MAMDR
@@ -325,6 +362,7 @@ def run_one(args) -> dict:
                 evaluating[0] = False
 
         predict = Framework.predict
+        timer.wrapped.append((Framework, "predict", predict))
         Framework.predict = predicting
 
         def skip():
@@ -343,7 +381,10 @@ def run_one(args) -> dict:
         sets = {k: v for k, v in sets.items() if k in fields}  # framework options it has
         over |= sets
         over = ({"k": args.k} if "k" in fields else {}) | over
-        r = run_mdrbench(data, system, over, timer, args.epochs)
+        try:
+            r = run_mdrbench(data, system, over, timer, args.epochs)
+        finally:
+            timer.restore()
         r["sets"] = sets
         r["has_k"] = "k" in fields
         r["snapshot_rows_copied"] = copied
@@ -383,10 +424,13 @@ def report(results: dict[str, dict], info: dict, k: int) -> str:
         "epoch vs alternate | projected Amazon-6 epoch | peak RSS MiB | over loaded data MiB |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    base = results.get("deepctr", {}).get("samples_per_second")
     alt = results.get("alternate")
     for name, r in results.items():
         sps = r["samples_per_second"]
+        # against DeepCTR-Torch with the same L2 on the tables (none, or the paper's)
+        base = results.get("deepctr-paper" if r.get("l2") else "deepctr", {}).get(
+            "samples_per_second"
+        )
         passes = r["samples"] / r["train_rows"]
         # A full Amazon-6 epoch (9,968,333 training rows): a subset's rate, or this epoch's
         # time scaled by the rows (its passes per epoch scale alike).
@@ -398,11 +442,17 @@ def report(results: dict[str, dict], info: dict, k: int) -> str:
         one_pass = r.get("subset") or abs(passes - 1) < 1e-9
         vs_base = f"{sps / base:.1f}x" if base and one_pass else "-"
         vs_alt = f"{r['seconds'] / alt['seconds']:.2f}x" if alt and not r.get("subset") else "-"
+        rounds = r.get("rounds_samples_per_second", [])
+        spread = f" ({min(rounds):,.0f}-{max(rounds):,.0f})" if len(rounds) > 1 else ""
+        memory = (
+            "- | - |"
+            if r.get("in_process")
+            else f"{r['peak_rss_mib']:,.0f} | {r['peak_rss_mib'] - r['rss_before_mib']:,.0f} |"
+        )
         lines.append(
             f"| {_label(name, r, k)} | {r['samples']:,} | "
-            f"{'-' if r.get('subset') else f'{passes:.2f}'} | {r['seconds']:.1f} | {sps:,.0f} | "
-            f"{vs_base} | {vs_alt} | {full / 60:.1f} min | "
-            f"{r['peak_rss_mib']:,.0f} | {r['peak_rss_mib'] - r['rss_before_mib']:,.0f} |"
+            f"{'-' if r.get('subset') else f'{passes:.2f}'} | {r['seconds']:.1f} | "
+            f"{sps:,.0f}{spread} | {vs_base} | {vs_alt} | {full / 60:.1f} min | {memory}"
             + (f" GPU peak {r['peak_gpu_mib']:,.0f} MiB |" if "peak_gpu_mib" in r else "")
         )
     snaps = {n: r for n, r in results.items() if r.get("snapshot_rows_copied")}
@@ -440,9 +490,17 @@ def report(results: dict[str, dict], info: dict, k: int) -> str:
             f"DR {p.get('DR', {}).get('seconds', 0):.1f} s.",
         ]
     goals = []
+    base = results.get("deepctr", {}).get("samples_per_second")
     if alt and base:
         x = alt["samples_per_second"] / base
         goals.append(f"alternate / DeepCTR-Torch samples/s: {x:.1f}x (goal >= 10x)")
+    paper, dc_paper = results.get("paper"), results.get("deepctr-paper")
+    if paper and dc_paper:
+        x = paper["samples_per_second"] / dc_paper["samples_per_second"]
+        goals.append(
+            f"paper profile / DeepCTR-Torch with the same table L2 samples/s: {x:.1f}x "
+            "(goal >= 3x)"
+        )
     if alt:
         m = AMAZON6_TRAIN_ROWS / alt["samples_per_second"] / 60
         goals.append(f"full Amazon-6 alternate epoch, projected: {m:.1f} min (goal < 15 min)")
@@ -488,6 +546,13 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--deepctr-batches", type=int, default=40)
     ap.add_argument("--dense-batches", type=int, default=100)
+    ap.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the systems one after the other in this process (speed only: no "
+        "per-system peak memory)",
+    )
+    ap.add_argument("--rounds", type=int, default=1, help="run the systems N times over")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -499,7 +564,7 @@ def main(argv=None) -> int:
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     from mdrbench.frameworks import FRAMEWORKS
 
-    valid = ["deepctr", "dense", *FRAMEWORKS]
+    valid = ["deepctr", "deepctr-paper", "dense", "paper", *FRAMEWORKS]
     bad = [s for s in systems if s not in valid]
     if bad:
         ap.error(f"unknown system(s) {', '.join(bad)}; valid: {', '.join(valid)}")
@@ -509,21 +574,33 @@ def main(argv=None) -> int:
     info = {"path": str(folder), "n_users": t["n_users"], "n_items": t["n_items"],
             "n_domains": t["n_domains"], "train_rows": t["n_train"]}  # fmt: skip
     log(f"{folder}: {t['n_users']:,} users, {t['n_items']:,} items, {t['n_train']:,} train rows")
+    runs: dict[str, list[dict]] = {s: [] for s in systems}
+    for rnd in range(max(args.rounds, 1)):
+        for s in systems:
+            log(f"running {s} (round {rnd + 1}) ...")
+            if args.in_process:
+                r = run_one(argparse.Namespace(**{**vars(args), "one": s, "data": folder}))
+                r["in_process"] = True
+            else:
+                cmd = [sys.executable, __file__, "--one", s, "--data", str(folder),
+                       "--threads", str(args.threads), "--k", str(args.k),
+                       "--device", args.device, "--epochs", str(args.epochs),
+                       "--deepctr-batches", str(args.deepctr_batches),
+                       "--dense-batches", str(args.dense_batches),
+                       *[a for x in args.set for a in ("--set", x)]]  # fmt: skip
+                proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+                if proc.returncode != 0:
+                    raise SystemExit(f"{s} failed (exit {proc.returncode})")
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+            runs[s].append(r)
+            log(f"  {s}: {r['samples_per_second']:,.0f} samples/s, peak {r['peak_rss_mib']:,.0f} MiB")
     results = {}
-    for s in systems:
-        cmd = [sys.executable, __file__, "--one", s, "--data", str(folder),
-               "--threads", str(args.threads), "--k", str(args.k), "--device", args.device,
-               "--epochs", str(args.epochs),
-               "--deepctr-batches", str(args.deepctr_batches),
-               "--dense-batches", str(args.dense_batches),
-               *[a for x in args.set for a in ("--set", x)]]  # fmt: skip
-        log(f"running {s} ...")
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"{s} failed (exit {proc.returncode})")
-        results[s] = json.loads(proc.stdout.strip().splitlines()[-1])
-        r = results[s]
-        log(f"  {s}: {r['samples_per_second']:,.0f} samples/s, peak {r['peak_rss_mib']:,.0f} MiB")
+    for s, rs in runs.items():  # each system's first round, its samples/s the median
+        results[s] = dict(rs[0])
+        rates = [r["samples_per_second"] for r in rs]
+        results[s]["rounds_samples_per_second"] = rates
+        results[s]["samples_per_second"] = statistics.median(rates)
+        results[s]["seconds"] = results[s]["samples"] / results[s]["samples_per_second"]
     text = report(results, info, args.k)
     print(text)
     if args.json:

@@ -81,6 +81,11 @@ class TrainConfig:
     # (SparseAdam); False: dense gradients and plain Adam over whole tables (DeepCTR's way).
     sparse_embeddings: bool = True
     threads: int = 0  # torch.set_num_threads when > 0
+    # Rows of a domain are shuffled through a buffer of this many rows (tf.data's
+    # shuffle(buffer): the authors' shuffle_buffer_size 10000, over files in a seeded
+    # random order as the built splits are); 0: a uniform shuffle of the domain's rows.
+    shuffle_buffer: int = 0
+
 
 
 @dataclass
@@ -89,7 +94,15 @@ class ModelConfig:
 
     emb_dim: int = 128  # paper: 128
     dropout: float = 0.5  # paper: 0.5
-    init_std: float = 1e-4  # normal init of embedding tables (DeepCTR's default)
+    # Embedding tables' initialiser: "normal" = N(0, init_std) (DeepCTR 0.9.0's SparseFeat
+    # default, stddev 1e-4) | "uniform" = U(-init_std, init_std) (Keras layers.Embedding's
+    # default, +-0.05: the authors' STAR).
+    emb_init: Literal["normal", "uniform"] = "normal"
+    init_std: float = 1e-4  # the normal's std, or the uniform's bound
+    # Keras l2(emb_l2) on each embedding table: emb_l2 * sum(w^2) over the whole table is
+    # added to the loss, so every row gets 2 * emb_l2 * w at every step (DeepCTR's
+    # l2_reg_embedding, 1e-5 in the authors' models). Needs sparse_embeddings=false.
+    emb_l2: float = 0.0
 
 
 @dataclass
@@ -315,7 +328,8 @@ MAX_FLOAT = 1e30  # torch keeps hyperparameters as float32 (max 3.4e38)
 def check_values(run: RunConfig) -> None:
     """Refuse values no run can use, before any data is loaded: a float in any section that
     is not finite or is beyond +-MAX_FLOAT; a seed outside 0..MAX_SEED; in the model, a size (any int, or any int of a
-    list such as `hidden`) below 1, a dropout outside [0, 1), an `init_std` not above 0."""
+    list such as `hidden`) below 1, a dropout outside [0, 1), an `init_std` not above 0, an
+    L2 strength (`*_l2`) below 0."""
     for sec in run.sections().values():
         for f in dataclasses.fields(sec):
             v = getattr(sec, f.name)
@@ -338,6 +352,9 @@ def check_values(run: RunConfig) -> None:
             raise UserError(f"{f.name}: every layer size must be >= 1, got {list(v)}")
     if not m.init_std > 0:
         raise UserError(f"init_std must be > 0, got {m.init_std}")
+    for f in dataclasses.fields(m):
+        if f.name.endswith("_l2") and not getattr(m, f.name) >= 0:
+            raise UserError(f"{f.name} must be >= 0, got {getattr(m, f.name)}")
 
 
 def _unknown_setting(key, name, owners, elsewhere) -> UserError:

@@ -92,11 +92,13 @@ class Split:
         batch_size: int,
         domain: int | None = None,
         generator: torch.Generator | None = None,
+        buffer: int = 0,
     ) -> Iterator[dict[str, torch.Tensor]]:
         """Batches over one domain's rows (or all rows when `domain` is None).
 
-        With a generator the rows are shuffled (torch.randperm, so a seed fixes the order);
-        without, they come in stored order as slices.
+        With a generator the rows are shuffled (torch.randperm, so a seed fixes the order;
+        within a domain, `buffer` > 0 shuffles through a buffer of that many rows instead,
+        as tf.data: `buffered_order`); without, they come in stored order as slices.
         """
         if domain is None:
             start, stop = 0, len(self)
@@ -107,12 +109,44 @@ class Split:
             for i in range(start, stop, batch_size):
                 yield self.take(slice(i, min(i + batch_size, stop)))
             return
-        perm = torch.randperm(n, generator=generator)
+        if domain is not None and buffer > 0:
+            perm = buffered_order(n, buffer, generator)
+        else:
+            perm = torch.randperm(n, generator=generator)
         if start:
             perm += start
         perm = perm.to(self.label.device)
         for i in range(0, n, batch_size):
             yield self.take(perm[i : i + batch_size])
+
+
+def buffered_order(n: int, buffer: int, generator: torch.Generator) -> torch.Tensor:
+    """The order in which tf.data's `shuffle(buffer)` emits inputs 0..n-1 (one epoch),
+    drawn from the same distribution without a loop over rows. tf.data fills a buffer with
+    the first `buffer` inputs; each step emits one of the buffered inputs chosen uniformly
+    and puts the next input in its place; once the input is exhausted it emits what is
+    left in uniformly random order. With slot s_t (uniform) chosen at step t, the input
+    emitted is the one put into s_t at the last earlier step t' choosing s_t (input
+    buffer + t'), or the slot's first input (s_t) if none did: one stable sort by slot
+    finds every t'. `buffer` >= n: a uniform permutation (torch.randperm)."""
+    if n <= buffer:
+        return torch.randperm(n, generator=generator)
+    steps = n - buffer
+    slot = torch.randint(buffer, (steps,), generator=generator)
+    small = torch.int16 if buffer <= torch.iinfo(torch.int16).max else torch.int32
+    by_slot, at = torch.sort(slot.to(small), stable=True)  # grouped by slot, in time order
+    by_slot = by_slot.long()
+    first = torch.ones(steps, dtype=torch.bool)
+    first[1:] = by_slot[1:] != by_slot[:-1]  # a slot's first choice: its first input
+    prev = torch.empty_like(at)
+    prev[1:] = at[:-1] + buffer  # the input the group's previous step put in
+    emitted = torch.empty_like(at)
+    emitted[at] = torch.where(first, by_slot, prev)
+    last = torch.ones(steps, dtype=torch.bool)
+    last[:-1] = by_slot[:-1] != by_slot[1:]
+    left = torch.arange(buffer)  # what the slots hold when the input is exhausted
+    left[by_slot[last]] = at[last] + buffer
+    return torch.cat([emitted, left[torch.randperm(buffer, generator=generator)]])
 
 
 @dataclass

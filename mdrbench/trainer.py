@@ -123,6 +123,7 @@ def resolve_config(
         ("epochs", t.epochs, 0),
         ("patience", t.patience, 1),
         ("threads", t.threads, 0),  # 0 = torch's default
+        ("shuffle_buffer", t.shuffle_buffer, 0),  # 0 = a uniform shuffle
     ):
         if value < low:
             raise UserError(f"{name} must be >= {low}, got {value}")

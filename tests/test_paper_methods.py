@@ -128,7 +128,7 @@ def test_every_profile_value_is_a_field_of_its_run():
     from mdrbench.models import MODELS
 
     for e in load_configs()["entries"]:
-        models = [e["model"]] if e["model"] else ["mlp"]
+        models = [e["model"]] if isinstance(e["model"], str) else (e["model"] or ["mlp"])
         methods = [e["method"]] if e["method"] else list(FRAMEWORKS)
         for ds in e["datasets"]:
             for model in models:

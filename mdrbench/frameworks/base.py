@@ -183,12 +183,57 @@ _DENSE_OPTIMIZERS = {
 }
 
 
+def l2_penalties(model: nn.Module) -> dict[str, float]:
+    """{parameter name: lambda} of the model's L2 penalties (Keras `l2(lambda)`: lambda *
+    sum(w^2) over the whole tensor, in the loss): what its `l2_penalties()` declares
+    (registered models: `MDRModel.l2_penalties`), trainable parameters with lambda > 0
+    only; {} for a module that declares none."""
+    declared = getattr(model, "l2_penalties", None)
+    if not callable(declared):
+        return {}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {n: float(lam) for n, lam in declared().items() if lam > 0 and n in trainable}
+
+
+class _Adam(torch.optim.Adam):
+    """torch's Adam with TF1's epsilon: `tf.train.AdamOptimizer` (the authors' optimizer)
+    and torch's `SparseAdam` add epsilon to sqrt(v) before the bias correction,
+    lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps), torch's Adam after it; the two are
+    the same update when torch's epsilon is eps / sqrt(1 - b2^t), which each parameter's
+    group gets before its step (one group per parameter: each has its own t). It matters
+    where a gradient is as small as eps, e.g. the rows a batch does not touch under a
+    table's L2 (2 lambda w ~ 2e-9). Fused (one pass over each tensor) where torch has a
+    fused kernel for the device, else foreach."""
+
+    def __init__(self, params: Sequence[Tensor], decay: Sequence[float], lr: float, **kw):
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+        groups = [{"params": [p], "weight_decay": wd} for p, wd in zip(params, decay)]
+        kw.setdefault("eps", 1e-8)
+        super().__init__(groups, lr=lr, fused=fused or None, foreach=None if fused else True, **kw)
+        self.tf_eps = kw["eps"]
+        self.steps = [0] * len(groups)  # each parameter's t, counted as torch counts it
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for i, group in enumerate(self.param_groups):
+            if group["params"][0].grad is not None:
+                self.steps[i] += 1
+                b2 = group["betas"][1]
+                group["eps"] = self.tf_eps / math.sqrt(1.0 - b2 ** self.steps[i])
+        return super().step(closure)
+
+
 class Optimizer:
     """One optimizer over a named parameter dict, splitting sparse embedding tables off.
 
     Adam does not take sparse gradients: embedding tables with sparse gradients go to
     SparseAdam (moments updated only on the rows a batch touches: the "lazy Adam" of large
-    recommenders), the rest to Adam. SGD and Adagrad take sparse gradients themselves.
+    recommenders), the rest to Adam (`_Adam`: TF1's epsilon, fused). SGD and Adagrad take
+    sparse gradients themselves.
+
+    `weight_decay` (name -> coefficient) adds coefficient * w to a parameter's gradient
+    before the step (torch's L2 `weight_decay`, not AdamW's): a Keras `l2(lambda)` penalty
+    is coefficient 2 lambda (`Framework.make_optimizer`). Not for sparse tables.
     """
 
     def __init__(
@@ -197,6 +242,7 @@ class Optimizer:
         sparse_names: set[str] | frozenset[str] = frozenset(),
         name: str = "adam",
         lr: float = 1e-3,
+        weight_decay: Mapping[str, float] | None = None,
         **kwargs: Any,
     ):
         if name not in _DENSE_OPTIMIZERS:
@@ -204,16 +250,26 @@ class Optimizer:
                 f"unknown optimizer '{name}'; valid optimizers: {', '.join(_DENSE_OPTIMIZERS)}"
             )
         self.params = dict(params)
+        decay = {n: wd for n, wd in (weight_decay or {}).items() if n in self.params and wd}
+        if decay.keys() & set(sparse_names):
+            raise ValueError(f"weight decay on sparse tables: {sorted(decay.keys() & sparse_names)}")
         sparse = [p for n, p in self.params.items() if n in sparse_names]
-        dense = [p for n, p in self.params.items() if n not in sparse_names]
+        dense = [n for n in self.params if n not in sparse_names]
         self.optimizers: list[torch.optim.Optimizer] = []
         if name == "adam":
             if dense:
-                self.optimizers.append(torch.optim.Adam(dense, lr=lr, **kwargs))
+                self.optimizers.append(
+                    _Adam([self.params[n] for n in dense], [decay.get(n, 0.0) for n in dense],
+                          lr=lr, **kwargs)  # fmt: skip
+                )
             if sparse:
                 self.optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
         elif dense or sparse:
-            self.optimizers.append(_DENSE_OPTIMIZERS[name](dense + sparse, lr=lr, **kwargs))
+            groups = [{"params": sparse}] if sparse else []
+            for wd in sorted(set(decay.get(n, 0.0) for n in dense)):
+                ps = [self.params[n] for n in dense if decay.get(n, 0.0) == wd]
+                groups.append({"params": ps, "weight_decay": wd})
+            self.optimizers.append(_DENSE_OPTIMIZERS[name](groups, lr=lr, **kwargs))
 
     def zero_grad(self) -> None:
         for p in self.params.values():
@@ -222,13 +278,6 @@ class Optimizer:
     def step(self) -> None:
         for opt in self.optimizers:
             opt.step()
-
-    def state_dict(self) -> list[dict]:
-        return [o.state_dict() for o in self.optimizers]
-
-    def load_state_dict(self, state: list[dict]) -> None:
-        for o, s in zip(self.optimizers, state):
-            o.load_state_dict(s)
 
 
 class LossMeter:
@@ -271,6 +320,15 @@ class Framework:
         self.ctx = ctx
         self.cfg = dataclasses.replace(cfg) if cfg is not None else self.Config()
         self.sparse_names = sparse_param_names(model)
+        self.l2 = l2_penalties(model)  # name -> lambda (Keras l2): see make_optimizer
+        both = sorted(self.l2.keys() & self.sparse_names)
+        if both:
+            raise UserError(
+                f"an L2 penalty over a whole table ({', '.join(both)}) gives every row a "
+                "gradient at every step, which sparse embedding updates cannot apply: use "
+                "--set sparse_embeddings=false (the authors' dense Adam), or emb_l2=0 (and "
+                "linear_l2=0) for the sparse fast path"
+            )
         self.stage: Stage | None = None
 
     # -- what the trainer calls -------------------------------------------------------
@@ -401,9 +459,11 @@ class Framework:
         return F.binary_cross_entropy_with_logits(logits, batch["label"])
 
     def batches(self, domain: int | None = None, split: Split | None = None) -> Iterator[dict]:
-        """Shuffled training batches of one domain (or of all, mixed)."""
+        """Shuffled training batches of one domain (through the run's `shuffle_buffer`),
+        or of all domains, mixed."""
         split = split or self.data.train
-        return split.batches(self.ctx.train.batch_size, domain, self.ctx.generator)
+        t = self.ctx.train
+        return split.batches(t.batch_size, domain, self.ctx.generator, t.shuffle_buffer)
 
     def domain_order(self, shuffle: bool) -> list[int]:
         if not shuffle:
@@ -411,11 +471,58 @@ class Framework:
         return torch.randperm(self.n_domains, generator=self.ctx.generator).tolist()
 
     def make_optimizer(
-        self, params: Mapping[str, Tensor], name: str = "adam", lr: float | None = None, **kw
+        self,
+        params: Mapping[str, Tensor],
+        name: str = "adam",
+        lr: float | None = None,
+        penalty: bool = True,
+        **kw,
     ) -> Optimizer:
-        """Optimizer over named params; sparse embedding tables updated row-wise."""
+        """Optimizer over named params; sparse embedding tables updated row-wise.
+
+        `penalty`: the optimizer applies the model's L2 penalties (`self.l2`) as weight
+        decay 2 lambda (Keras' l2(lambda) adds 2 lambda w to the gradient): exact for an
+        optimizer that steps on one batch's loss gradient. An optimizer that steps with a
+        gradient the framework builds (an outer step, a sum over passes) takes
+        `penalty=False`, and the framework adds the penalty's gradient to what it builds
+        (`add_penalty`)."""
         lr = self.ctx.train.lr if lr is None else lr
-        return Optimizer(params, self.sparse_names, name=name, lr=lr, **kw)
+        decay = {n: 2.0 * lam for n, lam in self.l2.items()} if penalty else None
+        return Optimizer(params, self.sparse_names, name=name, lr=lr, weight_decay=decay, **kw)
+
+    def add_penalty(
+        self,
+        grads: dict[str, Tensor | None],
+        times: float = 1.0,
+        params: Mapping[str, Tensor] | None = None,
+    ) -> dict[str, Tensor | None]:
+        """`grads` (in place; returned) plus `times` x the gradient of the model's L2
+        penalties at `params` (default: the model's own): 2 lambda w per penalised
+        parameter, once per batch of a pass over which `grads` is a sum (`times` = the
+        batches; the parameters do not move during a pass)."""
+        params = self.named_params() if params is None else params
+        for n, lam in self.l2.items():
+            if n not in grads:
+                continue
+            g = params[n].detach() * (2.0 * lam * times)
+            if grads[n] is not None:
+                g += grads[n]
+            grads[n] = g
+        return grads
+
+    @contextmanager
+    def model_mode(self, train: bool) -> Iterator[None]:
+        """The model in training (dropout on, normalisation on batch statistics) or
+        evaluation mode for a `with` block; every module's own mode put back after it,
+        on an error too. The framework switches the mode, the model is not edited: what
+        a Keras `K.function` without the learning phase does (it stays False)."""
+        saved = [(m, m.training) for m in self.model.modules()]
+        self.model.train(train)
+        try:
+            yield
+        finally:
+            for m, was in saved:
+                m.training = was
 
     def step(
         self,

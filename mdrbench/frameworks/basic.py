@@ -96,10 +96,19 @@ class Finetune(Alternate):
 @FRAMEWORKS("separate")
 class Separate(Framework):
     """One parameter set per domain, each trained on its own domain only (all start from
-    the same initialisation); each domain keeps its best epoch on its own validation AUC.
+    the same initialisation); each domain keeps its best epoch on its own validation AUC
+    and stops after `patience` epochs without a gain of `min_delta` (authors:
+    model_zoo/base_model.py `BaseModel.separate_train_val_test`, Keras
+    `EarlyStopping(min_delta=1e-4)` and `ModelCheckpoint(save_best_only)`). Each domain
+    has its own Adam; the authors train the domains one after the other with one compiled
+    Adam whose moments carry over from domain to domain (not matched: docs/fidelity.md).
     Memory: domains x the whole model (embedding tables included)."""
 
     summary = "one model per domain"
+
+    @dataclass
+    class Config(FrameworkConfig):
+        min_delta: float = 1e-4  # Keras EarlyStopping min_delta (authors: 1e-4)
 
     def __init__(self, model, ctx, cfg=None):
         super().__init__(model, ctx, cfg)
@@ -107,7 +116,7 @@ class Separate(Framework):
         self.opts: list[Optimizer] = []
 
     def stages(self) -> list[Stage]:
-        return [Stage("separate", select="domain")]
+        return [Stage("separate", select="domain", min_delta=self.cfg.min_delta)]
 
     def begin_stage(self, stage: Stage) -> None:
         super().begin_stage(stage)

@@ -58,11 +58,9 @@ class DomainFinetune:
     def optimizer(self, d: int, params: Params) -> Optimizer:
         cfg = self.fw.cfg
         if cfg.finetune_optimizer == "sgd":  # stateless: a fresh one per pass is the same
-            return Optimizer(params, self.fw.sparse_names, "sgd", cfg.finetune_lr)
+            return self.fw.make_optimizer(params, "sgd", cfg.finetune_lr)
         if d not in self.opts:  # a fresh optimizer per domain, kept for its epochs
-            self.opts[d] = Optimizer(
-                params, self.fw.sparse_names, cfg.finetune_optimizer, cfg.finetune_lr
-            )
+            self.opts[d] = self.fw.make_optimizer(params, cfg.finetune_optimizer, cfg.finetune_lr)
         return self.opts[d]
 
     def train_epoch(self, epoch: int, domains: Sequence[int]) -> EpochStats:

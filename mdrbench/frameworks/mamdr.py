@@ -58,7 +58,9 @@ class DN(MetaFramework):
         self.outer: Optimizer | None = None
         if hasattr(self.cfg, "beta"):  # not `dr`, whose shared parameters skip the outer step
             _check_positive(self.cfg, "beta")
-            self.outer = self.make_optimizer(params, self.cfg.outer_optimizer, self.cfg.beta)
+            self.outer = self.make_optimizer(  # steps with theta - theta~: no L2 of its own
+                params, self.cfg.outer_optimizer, self.cfg.beta, penalty=False
+            )
 
     def negotiate(self, epoch: int, order: Sequence[int], meter: LossMeter) -> None:
         """Algorithm 1, one epoch, on the model's own parameters."""

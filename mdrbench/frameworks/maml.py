@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from torch import Tensor
 
@@ -29,11 +30,17 @@ from mdrbench.frameworks.passes import (
 @FRAMEWORKS("maml")
 class MAML(MetaFramework):
     """First-order MAML (Finn et al. 2017; first-order as the authors' code), a domain as a
-    task. Each domain's training rows are split once, at random (seeded), into a support
-    set (`support_fraction`) and a query set (the rest). Each epoch, for each domain in a
-    new random order: theta' <- theta after one pass over the support set with the inner
-    optimizer; g <- mean over the query batches of the gradient at theta'; theta is
-    restored and the outer optimizer steps with g."""
+    task (authors: model_zoo/maml.py `MAML.train`, `build_meta_data_split`,
+    `_make_meta_train_function`). Each epoch, for each domain in a new random order: its
+    training rows are cut into a support set (`support_fraction`) and a query set, anew
+    each epoch as the authors' take/skip (`passes.epoch_split`; `split_each_epoch=false`:
+    one seeded random cut for the whole stage, disjoint); theta' <- theta after one pass
+    over the support set with the inner optimizer (dropout on: Keras `train_on_batch`);
+    g <- the gradient of one pass over the query set at theta', the SUM over its batches
+    (the authors' `K.update_add` under `average_meta_grad: "none"`; `meta_grad="mean"`:
+    divided by the batches) with the model in evaluation mode (their `K.function` leaves
+    Keras' learning phase False: no dropout; `pass_train_mode=true`: training mode); theta
+    is restored and the outer optimizer steps with g."""
 
     summary = "first-order MAML: support-set pass, outer step with the query gradient"
     priority = 5
@@ -45,6 +52,13 @@ class MAML(MetaFramework):
         inner_optimizer: OptimizerName = "adam"
         outer_optimizer: OptimizerName = "adam"
         support_fraction: float = 0.2  # share of a domain's rows in its support set (authors: 0.2)
+        # the query gradient over its batches: sum (authors: average_meta_grad "none",
+        # K.update_add) | mean
+        meta_grad: Literal["sum", "mean"] = "sum"
+        # the query pass in training mode (dropout on); authors: evaluation mode (K.function)
+        pass_train_mode: bool = False
+        # support/query cut anew each epoch (authors' take/skip); false: once, disjoint
+        split_each_epoch: bool = True
 
     def __init__(self, model, ctx, cfg=None):
         super().__init__(model, ctx, cfg)
@@ -54,22 +68,28 @@ class MAML(MetaFramework):
             raise UserError(f"support_fraction must be in (0, 1), got {self.cfg.support_fraction}")
         params = self.named_params()
         self.inner = self.make_optimizer(params, self.cfg.inner_optimizer, self.cfg.alpha)
-        self.outer = self.make_optimizer(params, self.cfg.outer_optimizer, self.cfg.beta)
+        # steps with the query gradient, which holds the L2 penalty's gradient already
+        self.outer = self.make_optimizer(
+            params, self.cfg.outer_optimizer, self.cfg.beta, penalty=False
+        )
         self.support: list[Tensor] = []
         self.query: list[Tensor] = []
 
     def begin_stage(self, stage) -> None:
         super().begin_stage(stage)
-        self.support, self.query = split_domains(
-            self.data.train, self.cfg.support_fraction, self.ctx.generator
-        )
+        if not self.cfg.split_each_epoch:
+            self.support, self.query = split_domains(
+                self.data.train, self.cfg.support_fraction, self.ctx.generator
+            )
 
     def meta_step(self, d: int, meter: LossMeter) -> None:
         params = self.named_params()
+        support, query = self.domain_parts(d, self.cfg.support_fraction, self.support, self.query)
         snap = self.snapshot(params)
-        self.train_pass(d, self.inner, meter, snap=snap, rows=self.support[d])  # theta'
+        self.train_pass(d, self.inner, meter, snap=snap, rows=support)  # theta'
         self.outer.zero_grad()
-        grads = pass_gradient(self, d, meter, self.query[d], mean=True)  # at theta'
+        grads = pass_gradient(self, d, meter, query, mean=self.cfg.meta_grad == "mean",
+                              train_mode=self.cfg.pass_train_mode)  # at theta'  # fmt: skip
         snap.restore()
         for n, p in params.items():
             p.grad = grads[n]

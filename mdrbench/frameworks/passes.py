@@ -1,7 +1,8 @@
 """What the meta-learning frameworks (DN, DR, MAMDR, MAML, Reptile, MLDG) share:
 `MetaFramework` (the inner step, a pass over a domain, the outer step), batches over given
-rows (`row_batches`), a seeded cut of each domain's rows (`split_domains`), the gradient of
-a pass without a step (`pass_gradient`, also PCGrad's) and the checks of their options.
+rows (`row_batches`), a seeded cut of each domain's rows, once (`split_domains`) or per
+epoch as the authors' take/skip (`epoch_split`), the gradient of a pass without a step
+(`pass_gradient`, also PCGrad's) and the checks of their options.
 
 Two optimizers each:
 
@@ -25,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from mdrbench.data import Split
+from mdrbench.data import Split, buffered_order
 from mdrbench.errors import UserError
 from mdrbench.frameworks.base import (
     Framework,
@@ -37,13 +38,25 @@ from mdrbench.frameworks.params import GradSum, Snapshot
 OPTIMIZERS = ("sgd", "adam", "adagrad")
 
 
+def _order(n: int, generator: torch.Generator, buffer: int = 0) -> Tensor:
+    """A shuffled order of n rows: uniform, or through a tf.data buffer (`buffer` > 0)."""
+    return buffered_order(n, buffer, generator) if buffer > 0 else torch.randperm(n, generator=generator)
+
+
 def row_batches(
-    split: Split, rows: Tensor, batch_size: int, generator: torch.Generator
+    split: Split, rows: Tensor, batch_size: int, generator: torch.Generator, buffer: int = 0
 ) -> Iterator[dict[str, Tensor]]:
-    """Shuffled batches over the given row indices of `split`."""
-    perm = rows[torch.randperm(len(rows), generator=generator)].to(split.label.device)
+    """Shuffled batches over the given row indices of `split` (in the order `rows` lists
+    them, through a buffer of `buffer` rows as `Split.batches`; 0: uniformly)."""
+    perm = rows[_order(len(rows), generator, buffer)].to(split.label.device)
     for i in range(0, len(perm), batch_size):
         yield split.take(perm[i : i + batch_size])
+
+
+def _cut(n: int, fraction: float) -> int:
+    """Rows in the first part: int(n * fraction), at least one, and one left for the rest
+    (n = 1: the single row goes to both)."""
+    return min(max(int(n * fraction), 1), n - 1) if n > 1 else n
 
 
 def split_domains(
@@ -51,15 +64,34 @@ def split_domains(
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Each domain's rows of `split` cut once, at random (seeded), into a first part
     (`fraction` of them, at least one row) and the rest (at least one row); a domain of a
-    single row gives it to both. MAML's support/query, MLDG's meta-train/meta-val."""
+    single row gives it to both. MAML's support/query, MLDG's meta-train/meta-val with
+    `split_each_epoch=false`."""
     first, rest = [], []
-    for d in range(len(split.offsets) - 1):
+    for d in range(split.n_domains):
         rows = torch.arange(split.offsets[d], split.offsets[d + 1])
         rows = rows[torch.randperm(len(rows), generator=generator)]
-        n = len(rows)
-        s = min(max(int(n * fraction), 1), n - 1) if n > 1 else n
+        s = _cut(len(rows), fraction)
         first.append(rows[:s])
-        rest.append(rows[s:] if n > 1 else rows)
+        rest.append(rows[s:] if len(rows) > 1 else rows)
+    return first, rest
+
+
+def epoch_split(
+    split: Split, d: int, fraction: float, generator: torch.Generator, buffer: int = 0
+) -> tuple[Tensor, Tensor]:
+    """Domain d's two parts for one epoch, as the authors' `build_meta_data_split`
+    ("meta-train/val": model_zoo/maml.py, model_zoo/mldg.py) gives them: the first part is
+    `dataset.take(n_train)`, the rest `dataset.skip(n_train)`, each on its own iterator
+    over the domain's shuffled dataset (tf.data's buffer of `buffer` rows over the file's
+    order, reshuffled whenever an iterator starts): the first int(n * fraction) rows of one
+    shuffled stream, and the rows after them in another, independent one. So the boundary
+    moves each epoch and the parts may share rows (many, when the buffer holds a large
+    share of the domain; few when the domain is much larger than the buffer)."""
+    rows = torch.arange(split.offsets[d], split.offsets[d + 1])
+    n = len(rows)
+    s = _cut(n, fraction)
+    first = rows[_order(n, generator, buffer)][:s]
+    rest = rows[_order(n, generator, buffer)][s:] if n > 1 else rows
     return first, rest
 
 
@@ -69,28 +101,34 @@ def pass_gradient(
     meter: LossMeter,
     rows: Tensor | None = None,
     mean: bool = False,
+    train_mode: bool = True,
 ) -> dict[str, Tensor | None]:
     """The gradient of one pass over domain d's training rows (or the given `rows` of
     them) at the current parameters, no step taken: the sum over the batches of each
     batch's mean-loss gradient (`mean`: divided by the batches), one entry per parameter
-    (None: no gradient; tables' sparse gradients summed in rounds, `GradSum`). Leaves
-    `.grad` cleared."""
+    (None: no gradient; tables' sparse gradients summed in rounds, `GradSum`), the model's
+    L2 penalties included (`Framework.add_penalty`, once per batch). `train_mode=False`
+    runs the model in evaluation mode (no dropout; normalisation on its running
+    statistics): the authors' gradient-only passes are a Keras `K.function` fed inputs and
+    targets only, so the learning phase stays False. Leaves `.grad` cleared."""
     params = fw.named_params()
     for p in params.values():
         p.grad = None
+    t = fw.ctx.train
     if rows is None:
         batches = fw.batches(d)
     else:
-        batches = row_batches(fw.data.train, rows, fw.ctx.train.batch_size, fw.ctx.generator)
+        batches = row_batches(fw.data.train, rows, t.batch_size, fw.ctx.generator, t.shuffle_buffer)
     acc = GradSum(params, fw.sparse_names)
     m = 0
-    for batch in batches:
-        loss = fw.loss(batch)
-        loss.backward()
-        acc.collect()
-        meter.add(loss.detach(), len(batch["label"]), d)
-        m += 1
-    grads = acc.mean(m if mean else 1)
+    with fw.model_mode(train_mode):
+        for batch in batches:
+            loss = fw.loss(batch)
+            loss.backward()
+            acc.collect()
+            meter.add(loss.detach(), len(batch["label"]), d)
+            m += 1
+    grads = fw.add_penalty(acc.mean(m if mean else 1), times=1 if mean else m)
     for p in params.values():
         p.grad = None
     return grads
@@ -168,11 +206,23 @@ class MetaFramework(Framework):
         if rows is None:
             batches = self.batches(d)
         else:
+            t = self.ctx.train
             batches = row_batches(
-                self.data.train, rows, self.ctx.train.batch_size, self.ctx.generator
+                self.data.train, rows, t.batch_size, self.ctx.generator, t.shuffle_buffer
             )
         for batch in batches:
             meter.add(self.inner_step(opt, batch, params, snap, only), len(batch["label"]), d)
+
+    def domain_parts(
+        self, d: int, fraction: float, first: Sequence[Tensor], rest: Sequence[Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """Domain d's two parts (MAML's support/query, MLDG's meta-train/meta-val) for this
+        epoch: `first[d]`, `rest[d]` when the stage cut them once (`split_domains`), else
+        cut anew now as the authors' take/skip (`epoch_split`)."""
+        if first:
+            return first[d], rest[d]
+        t = self.ctx.train
+        return epoch_split(self.data.train, d, fraction, self.ctx.generator, t.shuffle_buffer)
 
     @staticmethod
     def outer_step(opt: Optimizer, snap: Snapshot) -> None:

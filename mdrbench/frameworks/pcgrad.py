@@ -187,12 +187,16 @@ class PCGrad(Framework):
     one-pass gradient a at the same theta is combined into g with `authors_project`
     (projected row by row against the running g where their inner product is positive;
     g <- g + a'); one step of the run's optimizer with g. An epoch costs 1 + sample_num
-    gradient passes per domain.
+    gradient passes per domain. The passes run the model in evaluation mode (the authors'
+    `K.function` leaves Keras' learning phase False: no dropout in their PCGrad;
+    `pass_train_mode=true`: training mode); each pass's gradient holds the model's L2
+    penalties once per batch, as the authors' accumulated `total_loss` gradients do.
 
     `yu` (Yu et al. 2020): each step takes the next batch of every domain that still has
     batches this epoch (domains in a new random order), computes each domain's gradient
     separately, applies gradient surgery to the shared parameters (see `surgery`) and
-    takes one step with the summed result. An epoch is one pass over every domain's rows
+    takes one step with the summed result (the L2 penalties as the optimizer's weight
+    decay, after the surgery). An epoch is one pass over every domain's rows
     (as many steps as the largest domain has batches; the cost of a step grows with the
     square of the domains in it).
 
@@ -211,6 +215,9 @@ class PCGrad(Framework):
         # or "re:REGEX".
         surgery_params: ParamRule = "all"
         sample_num: int = 5  # authors: other domains combined into each domain's step
+        # authors: the gradient passes in evaluation mode (their K.function leaves Keras'
+        # learning phase False: no dropout); true: training mode
+        pass_train_mode: bool = False
 
     def __init__(self, model, ctx, cfg=None):
         super().__init__(model, ctx, cfg)
@@ -220,7 +227,9 @@ class PCGrad(Framework):
             )
         if not (isinstance(self.cfg.sample_num, int) and self.cfg.sample_num >= 0):
             raise UserError(f"sample_num must be an integer >= 0, got {self.cfg.sample_num!r}")
-        self.opt = self.make_optimizer(self.named_params())
+        # authors: steps with summed pass gradients, which hold the L2's gradient already
+        penalty = self.cfg.variant == "yu"
+        self.opt = self.make_optimizer(self.named_params(), penalty=penalty)
         self.surgery_names = set(specific_param_names(model, self.cfg.surgery_params))
         self.transposed = {
             f"{m}.weight" if m else "weight"
@@ -232,9 +241,10 @@ class PCGrad(Framework):
         self, d: int, aux: Sequence[int], meter: LossMeter
     ) -> dict[str, Tensor | None]:
         """Domain d's gradient combined with those of the domains `aux`, in that order."""
-        g = pass_gradient(self, d, meter)
+        mode = self.cfg.pass_train_mode
+        g = pass_gradient(self, d, meter, train_mode=mode)
         for j in aux:
-            a = pass_gradient(self, j, meter)
+            a = pass_gradient(self, j, meter, train_mode=mode)
             for n in g:
                 if n in self.surgery_names:
                     g[n] = authors_project(g[n], a[n], n in self.transposed)

@@ -44,7 +44,9 @@ class Reptile(MetaFramework):
         _check_optimizer(self.cfg, "inner_optimizer", "outer_optimizer")
         params = self.named_params()
         self.inner = self.make_optimizer(params, self.cfg.inner_optimizer, self.cfg.alpha)
-        self.outer = self.make_optimizer(params, self.cfg.outer_optimizer, self.cfg.beta)
+        self.outer = self.make_optimizer(  # steps with theta - theta~: no L2 of its own
+            params, self.cfg.outer_optimizer, self.cfg.beta, penalty=False
+        )
 
     def train_epoch(self, epoch: int, domains: Sequence[int]) -> EpochStats:
         meter = LossMeter()

@@ -9,6 +9,12 @@ fixed user/item features plus a trainable domain embedding (Taobao).
 Embedding tables are `nn.Embedding(sparse=True)`: their gradients hold only the rows a
 batch touches. The trainer switches them to dense (`sparse_embeddings=False`) by setting
 the modules' `sparse` flag, so a model never needs to know.
+
+L2 penalties (Keras' `l2(lambda)` regularizers: lambda * sum(w^2) over the whole tensor,
+added to the loss) are declared, not computed, by a model: `l2_penalties()` names each
+penalised parameter and its lambda, and the frameworks apply them (as the optimizer's
+weight decay 2 * lambda where a step follows one batch's gradient, or added to a gradient
+they accumulate themselves: mdrbench.frameworks.base `Framework.add_penalty`).
 """
 
 from __future__ import annotations
@@ -48,6 +54,21 @@ class MDRModel(nn.Module):
     def forward(self, batch: dict[str, Tensor]) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def l2_penalties(self) -> dict[str, float]:
+        """{parameter name: lambda} of the model's L2 penalties (only lambda > 0): each
+        `Inputs` module's embedding tables get the config's `emb_l2` (DeepCTR's
+        `l2_reg_embedding`), its linear part `linear_l2` (DeepCTR's `l2_reg_linear`) where
+        the model has that option."""
+        emb = self.cfg.emb_l2
+        lin = getattr(self.cfg, "linear_l2", 0.0)
+        out: dict[str, float] = {}
+        for prefix, mod in self.named_modules():
+            if isinstance(mod, Inputs):
+                for name, lam in mod.l2_penalties(emb, lin).items():
+                    if lam > 0:
+                        out[f"{prefix}.{name}" if prefix else name] = lam
+        return out
+
 
 def build_model(name: str, info: DatasetInfo, cfg: ModelConfig | None = None, **overrides):
     """A registered model by name (unknown names raise UserError with the valid ones)."""
@@ -57,9 +78,15 @@ def build_model(name: str, info: DatasetInfo, cfg: ModelConfig | None = None, **
 # ----------------------------------------------------------------------------- inputs
 
 
-def embedding(n: int, dim: int, init_std: float) -> nn.Embedding:
+def embedding(n: int, dim: int, init_std: float, init: str = "normal") -> nn.Embedding:
+    """A table of `n` rows, drawn N(0, init_std) (`init="normal"`: DeepCTR 0.9.0's
+    `SparseFeat` default, stddev 1e-4) or U(-init_std, init_std) (`"uniform"`: Keras
+    `layers.Embedding`'s default `RandomUniform(-0.05, 0.05)`, the authors' STAR)."""
     emb = nn.Embedding(n, dim, sparse=True)
-    nn.init.normal_(emb.weight, 0.0, init_std)
+    if init == "uniform":
+        nn.init.uniform_(emb.weight, -init_std, init_std)
+    else:
+        nn.init.normal_(emb.weight, 0.0, init_std)
     return emb
 
 
@@ -74,16 +101,26 @@ class Inputs(nn.Module):
     a trainable embedding.
 
     `linear=True` adds the wide/linear part of WDL, NFM and DeepFM: a 1-d weight per id
-    (or a linear map of the fixed features).
+    (or a linear map of the fixed features). The field tables are drawn by `init`
+    (`embedding`); the linear part is always normal.
     """
 
     n_fields = 3
+    TABLES = ("domain", "user", "item")  # the field tables (emb_l2)
+    LINEAR = ("linear_domain", "linear_user", "linear_item", "linear_features")  # linear_l2
 
-    def __init__(self, info: DatasetInfo, emb_dim: int, init_std: float, linear: bool = False):
+    def __init__(
+        self,
+        info: DatasetInfo,
+        emb_dim: int,
+        init_std: float,
+        linear: bool = False,
+        init: str = "normal",
+    ):
         super().__init__()
         self.emb_dim = emb_dim
         self.has_features = info.has_features
-        self.domain = embedding(info.n_domains, emb_dim, init_std)
+        self.domain = embedding(info.n_domains, emb_dim, init_std, init)
         if self.has_features:
             self.project = (
                 nn.Identity()
@@ -91,8 +128,8 @@ class Inputs(nn.Module):
                 else nn.Linear(info.feature_dim, emb_dim, bias=False)
             )
         else:
-            self.user = embedding(info.n_users, emb_dim, init_std)
-            self.item = embedding(info.n_items, emb_dim, init_std)
+            self.user = embedding(info.n_users, emb_dim, init_std, init)
+            self.item = embedding(info.n_items, emb_dim, init_std, init)
         self.has_linear = linear
         if linear:
             self.linear_domain = embedding(info.n_domains, 1, init_std)
@@ -106,6 +143,15 @@ class Inputs(nn.Module):
     @property
     def out_dim(self) -> int:
         return self.n_fields * self.emb_dim
+
+    def l2_penalties(self, emb_l2: float, linear_l2: float = 0.0) -> dict[str, float]:
+        """{parameter name (in this module): lambda}: the field tables' `emb_l2`, the
+        linear part's `linear_l2` (DeepCTR 0.9.0: `l2_reg_embedding` on every SparseFeat
+        table, `l2_reg_linear` on the linear part's tables and kernel)."""
+        own = dict(self.named_parameters())
+        out = {f"{m}.weight": emb_l2 for m in self.TABLES if f"{m}.weight" in own}
+        out.update({f"{m}.weight": linear_l2 for m in self.LINEAR if f"{m}.weight" in own})
+        return out
 
     def fields(self, batch: dict[str, Tensor]) -> Tensor:
         """[B, 3, emb_dim]: user, item, domain."""

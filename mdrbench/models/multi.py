@@ -37,7 +37,7 @@ class SharedBottom(MDRModel):
     def __init__(self, info, cfg=None, **overrides):
         super().__init__(info, cfg, **overrides)
         c = self.cfg
-        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
         self.bottom = DNN(self.inputs.out_dim, c.shared_hidden, c.dropout)
         self.towers = nn.ModuleList(
             Tower(self.bottom.out_dim, c.tower_hidden, c.dropout) for _ in range(info.n_domains)
@@ -63,7 +63,7 @@ class MMoE(MDRModel):
         super().__init__(info, cfg, **overrides)
         c = self.cfg
         n = info.n_domains
-        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
         d_in = self.inputs.out_dim
         self.experts = ExpertBank(c.n_experts, d_in, c.expert_hidden, c.dropout)
         self.gates = nn.ModuleList(
@@ -101,7 +101,7 @@ class PLE(MDRModel):
         super().__init__(info, cfg, **overrides)
         c = self.cfg
         n = info.n_domains
-        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
         d_in = self.inputs.out_dim
         self.shared = ExpertBank(c.n_shared_experts, d_in, c.expert_hidden, c.dropout)
         self.specific = nn.ModuleList(
@@ -186,11 +186,17 @@ class STAR(MDRModel):
     shared Dense to one logit, Glorot uniform). Options for STAR's paper: `aux_net=true`
     adds the auxiliary network's logit (over the input fields, the domain among them),
     `output="star"` makes the output layer a star layer too, `domain_init="ones"`,
-    `dropout` > 0 after each hidden layer."""
+    `dropout` > 0 after each hidden layer. Its user, item and domain tables are Keras
+    `layers.Embedding` with the defaults (`Star.build_emb`, `Star.build_inputs`): drawn
+    uniform +-0.05 (`emb_init`, `init_std`), no L2 (`emb_l2` 0)."""
 
     @dataclass
     class Config(ModelConfig):
         dropout: float = 0.0  # authors' STAR configs have no dropout
+        # authors: Keras layers.Embedding defaults (model_zoo/Star/star.py `build_emb`,
+        # `build_inputs`): RandomUniform(-0.05, 0.05), no regularizer
+        emb_init: Literal["normal", "uniform"] = "uniform"
+        init_std: float = 0.05
         hidden: list[int] = hidden_field(256, 128, 64)
         aux_net: bool = False  # authors: auxiliary_net false in every config
         aux_hidden: list[int] = hidden_field(64)  # authors: auxiliary_dim 64
@@ -205,7 +211,7 @@ class STAR(MDRModel):
         if c.output not in ("dense", "star"):
             raise UserError(f"output: expected 'dense' or 'star', got {c.output!r}")
         n = info.n_domains
-        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
         d_in = self.inputs.out_dim
         self.norm = PartitionedNorm(n, d_in, c.pn_momentum, c.pn_eps)
         sizes = [d_in, *c.hidden]

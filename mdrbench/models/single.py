@@ -29,7 +29,7 @@ class MLP(MDRModel):
     def __init__(self, info, cfg=None, **overrides):
         super().__init__(info, cfg, **overrides)
         c = self.cfg
-        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
         self.dnn = DNN(self.inputs.out_dim, c.hidden, c.dropout)
         self.head = _head(self.dnn.out_dim)
 
@@ -45,11 +45,12 @@ class WDL(MDRModel):
     @dataclass
     class Config(ModelConfig):
         hidden: list[int] = hidden_field(256, 128, 64)
+        linear_l2: float = 0.0  # Keras l2 on the linear part (DeepCTR's l2_reg_linear, 1e-5)
 
     def __init__(self, info, cfg=None, **overrides):
         super().__init__(info, cfg, **overrides)
         c = self.cfg
-        self.inputs = Inputs(info, c.emb_dim, c.init_std, linear=True)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, linear=True, init=c.emb_init)
         self.dnn = DNN(self.inputs.out_dim, c.hidden, c.dropout)
         self.head = _head(self.dnn.out_dim)
 
@@ -72,11 +73,12 @@ class NFM(MDRModel):
     class Config(ModelConfig):
         hidden: list[int] = hidden_field(256, 128, 64)
         bi_dropout: float = 0.0  # DeepCTR's default
+        linear_l2: float = 0.0  # Keras l2 on the linear part (DeepCTR's l2_reg_linear, 1e-5)
 
     def __init__(self, info, cfg=None, **overrides):
         super().__init__(info, cfg, **overrides)
         c = self.cfg
-        self.inputs = Inputs(info, c.emb_dim, c.init_std, linear=True)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, linear=True, init=c.emb_init)
         self.bi_dropout = nn.Dropout(c.bi_dropout) if c.bi_dropout > 0 else nn.Identity()
         self.dnn = DNN(c.emb_dim, c.hidden, c.dropout)
         self.head = _head(self.dnn.out_dim)
@@ -129,7 +131,7 @@ class AutoInt(MDRModel):
     def __init__(self, info, cfg=None, **overrides):
         super().__init__(info, cfg, **overrides)
         c = self.cfg
-        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
         self.att = nn.Sequential(
             *[InteractingLayer(c.emb_dim, c.heads) for _ in range(c.att_layers)]
         )
@@ -152,11 +154,12 @@ class DeepFM(MDRModel):
     @dataclass
     class Config(ModelConfig):
         hidden: list[int] = hidden_field(256, 128, 64)
+        linear_l2: float = 0.0  # Keras l2 on the linear part (DeepCTR's l2_reg_linear, 1e-5)
 
     def __init__(self, info, cfg=None, **overrides):
         super().__init__(info, cfg, **overrides)
         c = self.cfg
-        self.inputs = Inputs(info, c.emb_dim, c.init_std, linear=True)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, linear=True, init=c.emb_init)
         self.dnn = DNN(self.inputs.out_dim, c.hidden, c.dropout)
         self.head = _head(self.dnn.out_dim)
 
