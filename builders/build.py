@@ -120,6 +120,9 @@ def build_dataset(
     """Build dataset `name` into `out/name` and return that folder."""
     spec: DatasetSpec = get_spec(name)
     selected = spec.select(domains)
+    if spec.kind not in ("amazon", "taobao"):  # the field's datasets (builders/field/)
+        return _build_field(spec, selected, raw_dir, out, ctr_ratios, seed, force, on_bad_lines,
+                            offline, progress)  # fmt: skip
     if ctr_ratios is not None:
         if len(ctr_ratios) != len(selected):
             raise UserError(
@@ -132,8 +135,7 @@ def build_dataset(
                 f"{MAX_CTR_RATIO:g} (the paper's are 0.2 to 0.47), got "
                 f"{', '.join(f'{r:g}' for r in ctr_ratios)}"
             )
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise UserError(f"--seed must be an integer from 0 to {2**32 - 1}, got {seed!r}")
+    check_seed(seed)
     ratios = list(ctr_ratios) if ctr_ratios is not None else [d.ctr_ratio for d in selected]
     if spec.kind == "taobao" and raw_dir is None:
         raise UserError(
@@ -145,6 +147,28 @@ def build_dataset(
     with _build_lock(out, spec.name):
         return _build(spec, selected, ratios, raw_dir, out, seed, force, on_bad_lines, offline,
                       progress)  # fmt: skip
+
+
+def _build_field(spec, selected, raw_dir, out, ctr_ratios, seed, force, on_bad_lines, offline,
+                 progress) -> Path:  # fmt: skip
+    from mdrbench.builders.field import build_field_dataset
+
+    if ctr_ratios is not None:
+        raise UserError(
+            f"{spec.name} has its own labels (no sampled negatives): --ctr-ratios does not apply"
+        )
+    check_seed(seed)
+    out = writable_dir(Path(out) if out is not None else default_data_dir())
+    with _build_lock(out, spec.name):
+        return build_field_dataset(
+            spec, selected, raw_dir=raw_dir, out=out, seed=seed, force=force,
+            on_bad_lines=on_bad_lines, offline=offline, progress=progress,
+        )  # fmt: skip
+
+
+def check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise UserError(f"--seed must be an integer from 0 to {2**32 - 1}, got {seed!r}")
 
 
 def _build_lock(out: Path, name: str) -> Lock:
@@ -240,21 +264,57 @@ def _write(spec, selected, ratios, pos, out, seed, on_bad_lines, raw_infos, feat
             "--ctr-ratios value (the paper's are 0.2 to 0.47)."
         )
 
+    return write_samples(
+        spec, selected, ratios, pos, samples, out=out, seed=seed, on_bad_lines=on_bad_lines,
+        raw_infos=raw_infos,
+        tables={f"{kind}_features.parquet": feats for kind, feats in (features or {}).items()},
+        domain_fields=domain_fields, force=True, progress=progress,
+    )  # fmt: skip
+
+
+def write_samples(
+    spec: DatasetSpec,
+    selected: list,
+    ratios: list,
+    pos: pl.DataFrame,
+    samples: pl.DataFrame,
+    *,
+    out: Path,
+    seed: int,
+    on_bad_lines: str = "error",
+    raw_infos: dict | None = None,
+    tables: dict[str, pl.DataFrame] | None = None,
+    row_columns: list[str] = (),
+    domain_fields: list[dict] | None = None,
+    split_info: dict = SPLIT,
+    extra: dict | None = None,
+    force: bool = False,
+    progress: bool = False,
+) -> Path:
+    """Samples (user_id, item_id, domain_id, label, split and `row_columns`) -> the split
+    Parquet files, the extra `tables` (file name -> frame), the card and the manifest in
+    `out/spec.name`, written atomically. `pos` is what the manifest counts users and items
+    of; `split_info` is the manifest's `split`; `extra` keys follow it in the manifest."""
+    target = out / spec.name
+    recover_swap(target)
+    if target.exists() and not force:
+        raise UserError(f"{target} already exists: pass --force to replace it.")
     _remove_stale(out, spec.name)
     with staged(target) as tmp:
         files = {}
         for s, split in enumerate(SPLITS):
-            part = samples.filter(pl.col("split") == s).select(list(SAMPLE_SCHEMA))
+            part = samples.filter(pl.col("split") == s).select(*SAMPLE_SCHEMA, *row_columns)
             _write_parquet(part.cast(SAMPLE_SCHEMA), tmp / f"{split}.parquet")
             files[f"{split}.parquet"] = part.height
-        for kind, feats in (features or {}).items():
-            _write_parquet(feats, tmp / f"{kind}_features.parquet")
-            files[f"{kind}_features.parquet"] = feats.height
+        for fname, table in (tables or {}).items():
+            _write_parquet(table, tmp / fname)
+            files[fname] = table.height
         manifest = _manifest(
-            spec, selected, ratios, seed, on_bad_lines, pos, samples, raw_infos or {}
-        )
-        for d, extra in zip(manifest["domains"], domain_fields or []):
-            d.update(extra)
+            spec, selected, ratios, seed, on_bad_lines, pos, samples, raw_infos or {},
+            split_info, extra or {},
+        )  # fmt: skip
+        for d, more in zip(manifest["domains"], domain_fields or []):
+            d.update(more)
         (tmp / "README.md").write_text(dataset_card(spec, manifest), "utf-8")
         files["README.md"] = None
         manifest["files"] = {
@@ -275,7 +335,8 @@ def _remove_stale(out: Path, name: str) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def _manifest(spec, selected, ratios, seed, on_bad_lines, pos, samples, raw_infos) -> dict:
+def _manifest(spec, selected, ratios, seed, on_bad_lines, pos, samples, raw_infos, split_info,
+              extra) -> dict:  # fmt: skip
     per_pos = pos.group_by("domain_id").agg(
         n_users=pl.col("user_id").n_unique(), n_items=pl.col("item_id").n_unique()
     )
@@ -312,7 +373,8 @@ def _manifest(spec, selected, ratios, seed, on_bad_lines, pos, samples, raw_info
         "mdrbench_version": __version__,
         "seed": seed,
         "on_bad_lines": on_bad_lines,
-        "split": SPLIT,
+        "split": split_info,
+        **extra,
         "domains": domains,
         "totals": totals,
         "files": {},

@@ -126,11 +126,16 @@ def sample_without_replacement(m: np.ndarray, k: np.ndarray, rng: np.random.Gene
 
 
 def sample_negatives(
-    user: np.ndarray, item: np.ndarray, ratio: float, rng: np.random.Generator
+    user: np.ndarray,
+    item: np.ndarray,
+    ratio: float,
+    rng: np.random.Generator,
+    per_positive: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Negatives of one domain: for user u with n_u positive rows,
     n_neg = min(int(n_u / r), |pool \\ items_u|) items drawn uniformly without replacement
     from pool \\ items_u, where pool = items with a positive in the domain.
+    `per_positive` R (instead of r = 1/R): int(n_u * R), without 1/R's rounding.
     Returns (user, item) arrays of negatives."""
     pool = _unique(item)
     users, n_u = _unique(user, return_counts=True)
@@ -141,7 +146,10 @@ def sample_negatives(
     s_u = np.bincount(pair_user, minlength=len(users))
     m_u = len(pool) - s_u  # candidates left for each user
     # IEEE-754 double division truncated toward zero, exactly as int(n_u / r) in Python.
-    want = np.trunc(n_u.astype(np.float64) / float(ratio)).astype(np.int64)
+    if per_positive is None:
+        want = np.trunc(n_u.astype(np.float64) / float(ratio)).astype(np.int64)
+    else:
+        want = np.trunc(n_u.astype(np.float64) * float(per_positive)).astype(np.int64)
     k_u = np.minimum(want, m_u)
     owner, j = sample_without_replacement(m_u, k_u, rng)
     # Map j (index among the user's candidates) to a pool position: skip the user's own
@@ -202,8 +210,11 @@ def split_groups(group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def make_samples(pos: pl.DataFrame, ratios: list[float], seed: int) -> pl.DataFrame:
+def make_samples(
+    pos: pl.DataFrame, ratios: list[float], seed: int, per_positive: float | None = None
+) -> pl.DataFrame:
     """Positives (user_id, item_id, domain_id) -> all samples with label and split.
+    `per_positive`: R negatives per positive in every domain (`sample_negatives`).
 
     Rows come out sorted by domain, then in a seeded random order. The input's row order
     does not matter: positives are sorted first."""
@@ -216,7 +227,7 @@ def make_samples(pos: pl.DataFrame, ratios: list[float], seed: int) -> pl.DataFr
         rng = np.random.default_rng(np.random.SeedSequence([seed, d]))
         u = users[bounds[d] : bounds[d + 1]]
         i = items[bounds[d] : bounds[d + 1]]
-        nu, ni = sample_negatives(u, i, ratio, rng)
+        nu, ni = sample_negatives(u, i, ratio, rng, per_positive)
         user = np.r_[u, nu]
         item = np.r_[i, ni]
         label = np.r_[np.ones(u.size, np.int8), np.zeros(nu.size, np.int8)]

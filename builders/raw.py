@@ -258,8 +258,10 @@ def _read_csv_checked(path: Path, columns: list[str], raw_dir: Path, on_bad_line
     return df, info
 
 
-def _commas_per_line(data: bytes, chunk: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
-    """(commas, blank) for each line of `data` (as `data.split(b"\\n")` cuts it), computed
+def _commas_per_line(
+    data: bytes, chunk: int = 1 << 24, sep: int = 44
+) -> tuple[np.ndarray, np.ndarray]:
+    """(separators: commas unless `sep` names another byte, blank) for each line of `data` (as `data.split(b"\\n")` cuts it), computed
     over newline-aligned chunks so the temporaries stay ~5x `chunk` bytes, not the file's."""
     arr = np.frombuffer(data, np.uint8)
     n = arr.size
@@ -276,7 +278,7 @@ def _commas_per_line(data: bytes, chunk: int = 1 << 24) -> tuple[np.ndarray, np.
         s, e = np.r_[0, nl + 1], np.r_[nl, part.size]
         if end < n:  # the part ends with "\n": what follows belongs to the next part
             s, e = s[:-1], e[:-1]
-        c = np.r_[0, np.cumsum(part == 44, dtype=np.int32)]
+        c = np.r_[0, np.cumsum(part == sep, dtype=np.int32)]
         commas.append((c[e] - c[s]).astype(np.int64))
         blank.append((e - s) <= (part[np.maximum(e - 1, 0)] == 13))  # "" or "\r"
         if end >= n:
@@ -285,19 +287,23 @@ def _commas_per_line(data: bytes, chunk: int = 1 << 24) -> tuple[np.ndarray, np.
     return np.concatenate(commas), np.concatenate(blank)
 
 
-def _drop_ragged(path: Path, data: bytes, n_cols: int, on_bad_lines: str) -> tuple[bytes, int]:
+def _drop_ragged(
+    path: Path, data: bytes, n_cols: int, on_bad_lines: str, sep: int = 44, header: bool = True
+) -> tuple[bytes, int]:
     """Lines (after the header) whose number of fields is not the header's: an error naming
-    the first, or (skip) dropped and counted. The files are unquoted CSV."""
-    per_line, blank = _commas_per_line(data)
+    the first, or (skip) dropped and counted. The files are unquoted CSV (`sep`: another
+    one-byte separator)."""
+    per_line, blank = _commas_per_line(data, sep=sep)
     bad = ~blank & (per_line != n_cols - 1)
-    bad[0] = False  # the header, checked by name
+    if header:
+        bad[0] = False  # the header, checked by name
     n_bad = int(bad.sum())
     if not n_bad:
         return data, 0
     if on_bad_lines == "error":
         first = int(np.flatnonzero(bad)[0])
         raise RawDataError(
-            f"{path}: line {first + 1}: {per_line[first] + 1} fields, the header has {n_cols} "
+            f"{path}: line {first + 1}: {per_line[first] + 1} fields, the format has {n_cols} "
             f"({n_bad} such lines). Fix the file, or rerun with --on-bad-lines skip to drop "
             "them (the manifest counts them)."
         )

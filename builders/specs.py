@@ -118,6 +118,11 @@ class DatasetSpec:
     extra: dict = field(default_factory=dict)
     hub_repo: str = HUB_REPO  # Hub dataset repository of the published build
     hub_revision: str = HUB_REVISION  # its pinned revision (a tag or commit)
+    # The field's datasets (builders/field/) describe themselves on their card:
+    source: str = ""  # where the raw files come from
+    recipe: str = ""  # how rows, labels and fields are made (markdown list items)
+    licence: str = ""  # the source's terms, as the card quotes them
+    citation: str = ""  # bibtex of the source
 
     @property
     def domain_names(self) -> list[str]:
@@ -178,4 +183,11 @@ for _n in (10, 20, 30):
 
 
 def get_spec(name: str) -> DatasetSpec:
-    return DATASETS.get(name)
+    """A MAMDR benchmark (DATASETS) or one of the field's datasets (builders/field/)."""
+    from mdrbench.builders.field import FIELD_DATASETS
+    from mdrbench.errors import unknown_name
+
+    for registry in (DATASETS, FIELD_DATASETS):
+        if name in registry:
+            return registry.get(name)
+    raise unknown_name("dataset", name, [*DATASETS.names(), *FIELD_DATASETS.names()])
