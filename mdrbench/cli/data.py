@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from mdrbench.cli_custom import custom_options
 from mdrbench.errors import UserError
 
 
@@ -70,13 +71,25 @@ def datasets_cmd():
 @click.option("--offline", is_flag=True, help="Never download: use only files in --raw-dir.")
 @click.option("--force", is_flag=True, help="Replace an existing dataset at OUT/NAME.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
-def build_cmd(name, raw_dir, out, domains, ctr_ratios, seed, on_bad_lines, offline, force, quiet):
-    """Build dataset NAME (see `mdrbench datasets`) as Parquet with a manifest.
+@custom_options
+def build_cmd(name, raw_dir, out, domains, ctr_ratios, seed, on_bad_lines, offline, force, quiet,
+              **custom):  # fmt: skip
+    """Build dataset NAME (see `mdrbench datasets`) as Parquet with a manifest; NAME
+    `custom` builds your own table (docs/format.md, "Your own table").
 
     Example: mdrbench build amazon-13 --raw-dir raw/ --domains "Gift Cards" --out data/
     """
     from mdrbench.atomic import new_dirs_removed_on_error
     from mdrbench.builders.build import build_dataset
+    from mdrbench.cli_custom import refuse_outside_custom, run_custom
+
+    if name == "custom":
+        with new_dirs_removed_on_error(out):
+            path = run_custom(custom, out=out, domains=_split_list(domains), seed=seed,
+                              force=force, quiet=quiet)  # fmt: skip
+        click.echo(str(path))
+        return
+    refuse_outside_custom(custom)
 
     ratios = None
     if ctr_ratios is not None:
