@@ -84,3 +84,23 @@ def build_field_dataset(spec: DatasetSpec, selected, *, raw_dir: Path | None, ou
     spec = dataclasses.replace(spec, domains=tuple(selected))
     return build_table(spec, table, fields, split=split, out=out, seed=seed, raw_infos=infos,
                        on_bad_lines=on_bad_lines, force=force, progress=progress)  # fmt: skip
+
+
+SIZES = ("tiny", "small")
+
+
+def synth_field(name: str, out: Path, *, n_domains=None, size="small", seed: int = 0) -> Path:
+    """`mdrbench synth NAME` for the field's datasets: raw files in the real format."""
+    from mdrbench.atomic import writable_dir
+    from mdrbench.errors import UserError, unknown_name
+
+    if name not in FIELD_DATASETS:
+        raise unknown_name("synth kind", name, ["amazon", "taobao", *FIELD_DATASETS.names()])
+    if n_domains is not None:
+        raise UserError(f"--domains does not apply to {name}: its domains are fixed")
+    if size not in SIZES:
+        raise UserError(f"--size for {name} is one of {', '.join(SIZES)}, not '{size}'")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserError(f"bad seed {seed!r}: give an int >= 0")
+    out = writable_dir(Path(out))
+    return module(name).synthesize(out, scale=1 if size == "tiny" else 4, seed=seed)

@@ -112,10 +112,11 @@ _AGES = np.array([1, 18, 25, 35, 45, 50, 56])
 _AGE_SHARE = np.array([222, 1103, 2096, 1193, 550, 496, 380], float)  # users.dat's counts
 
 
-def synthesize(out: Path, *, n_users: int = 300, n_movies: int = 200, seed: int = 0) -> Path:
+def synthesize(out: Path, *, scale: int = 1, seed: int = 0) -> Path:
     """users.dat, movies.dat and ratings.dat in ml-1m's format (movies.dat in ISO-8859-1,
-    with accented titles), then `write_ratings`."""
+    with accented titles; `scale` 1: 300 users, 200 movies), then `write_ratings`."""
     rng = np.random.default_rng(seed)
+    n_users, n_movies = 300 * scale, 200 * scale
     out.mkdir(parents=True, exist_ok=True)
     ages = rng.choice(_AGES, n_users, p=_AGE_SHARE / _AGE_SHARE.sum())
     users = "".join(

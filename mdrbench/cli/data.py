@@ -26,6 +26,7 @@ def datasets_cmd():
 
     Example: mdrbench datasets
     """
+    from mdrbench.builders.field import FIELD_DATASETS
     from mdrbench.builders.specs import DATASETS
 
     for name in DATASETS:
@@ -34,6 +35,11 @@ def datasets_cmd():
         click.echo(f"{name}  [{spec.kind}, spec {spec.version}, {len(spec.domains)} domains]")
         click.echo(f"    {spec.description}")
         click.echo(f"    domains (CTR ratio): {doms}")
+    for name in FIELD_DATASETS:  # labels of their own: no CTR ratio
+        spec = FIELD_DATASETS.get(name)
+        click.echo(f"{name}  [Scenario-Wise Rec's recipe, {len(spec.domains)} domains]")
+        click.echo(f"    {spec.description}")
+        click.echo(f"    domains: {', '.join(spec.domain_names)}")
 
 
 @click.command("build")
@@ -157,7 +163,7 @@ def verify_cmd(path):
 
 
 @click.command("synth")
-@click.argument("kind", type=click.Choice(["amazon", "taobao"]))
+@click.argument("kind")
 @click.option(
     "--out",
     required=True,
@@ -180,11 +186,16 @@ def verify_cmd(path):
 @click.option("--seed", type=int, default=0, show_default=True)
 def synth_cmd(kind, out, n_domains, size, seed):
     """Write synthetic raw files in exactly the real formats (offline stand-in for the data).
+    KIND: amazon, taobao, or one of the field's datasets (movielens-1m, ...).
 
     Example: mdrbench synth taobao --out raw/ && mdrbench build taobao-10 --raw-dir raw/
     """
+    from mdrbench.builders.field import synth_field
     from mdrbench.builders.synth import synthesize
 
     size_arg = int(size) if size.isdigit() else size
+    if kind not in ("amazon", "taobao"):
+        click.echo(str(synth_field(kind, out, n_domains=n_domains, size=size_arg, seed=seed)))
+        return
     path = synthesize(kind, out, n_domains=n_domains, size=size_arg, seed=seed)
     click.echo(str(path))
