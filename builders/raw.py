@@ -142,9 +142,13 @@ def _open_error(path: Path, exc: Exception) -> RawDataError:
     )
 
 
-def read_amazon(path: Path, on_bad_lines: str = "error") -> tuple[pl.DataFrame, RawInfo]:
+def read_amazon(
+    path: Path, on_bad_lines: str = "error", unique: bool = True
+) -> tuple[pl.DataFrame, RawInfo]:
     """(reviewerID, asin, overall) rows of one `<Category>_5.json.gz`, exact duplicates of
-    the triple dropped (a pair reviewed twice with different ratings stays twice).
+    the triple dropped (a pair reviewed twice with different ratings stays twice); with
+    `unique=False` every line is kept, in file order (amazon-swr: Scenario-Wise Rec keeps
+    them).
 
     Fast path: polars reads the whole file at once. If that fails or a required field is
     missing anywhere, the file is streamed again in chunks to name the bad line (or to skip
@@ -156,13 +160,14 @@ def read_amazon(path: Path, on_bad_lines: str = "error") -> tuple[pl.DataFrame, 
         df = pl.read_ndjson(path, schema=AMAZON_SCHEMA)
         if df.null_count().sum_horizontal().item() == 0 and _ratings_ok(df["overall"]).all():
             sha, size = _sha256_and_size(path)
-            df, info = df.unique(), RawInfo(sha, size)
+            df, info = (df.unique() if unique else df), RawInfo(sha, size)
         else:
             df = None
     except (pl.exceptions.PolarsError, OSError, ValueError):
         pass
     if df is None:
         df, info = _read_amazon_streaming(path, on_bad_lines)
+        df = df.unique() if unique else df
     if df.height == 0:
         what = "is empty (0 bytes)" if info.bytes == 0 else "holds no reviews"
         raise RawDataError(
@@ -217,7 +222,7 @@ def _read_amazon_streaming(path: Path, on_bad_lines: str) -> tuple[pl.DataFrame,
     except OSError as exc:
         raise RawDataError(f"{path}: cannot read it ({exc.strerror or exc}).") from None
     df = pl.concat(frames) if frames else pl.DataFrame(schema=AMAZON_SCHEMA)
-    return df.unique(), RawInfo(hashing.sha.hexdigest(), hashing.n, bad)
+    return df, RawInfo(hashing.sha.hexdigest(), hashing.n, bad)
 
 
 # --------------------------------------------------------------------------------------

@@ -58,6 +58,50 @@ _register(
 }""",
 )  # fmt: skip
 
+_register(
+    "amazon-swr", "amazon_swr", ("Beauty", "Clothing Shoes and Jewelry", "Health and Personal Care"),
+    description="Three Amazon 2014 5-core categories (Scenario-Wise Rec's Amazon).",
+    source="Amazon product data (2014), 5-core review files `reviews_<Category>_5.json.gz` "
+    "(McAuley et al., jmcauley.ucsd.edu/data/amazon/)",
+    recipe="- Every review line is a sample; label 1 when int(overall) is above 3.\n"
+    "- Domains: Beauty, Clothing Shoes and Jewelry, Health and Personal Care.\n"
+    "- No side fields (user and item ids only, as in Scenario-Wise Rec).",
+    licence="Amazon product data (2014), McAuley et al.: released for research use without "
+    "a formal licence; cite the SIGIR 2015 and WWW 2016 papers.",
+    citation="""@inproceedings{he2016ups,
+  title     = {Ups and Downs: Modeling the Visual Evolution of Fashion Trends with One-Class
+               Collaborative Filtering},
+  author    = {He, Ruining and McAuley, Julian},
+  booktitle = {WWW}, year = {2016}
+}
+@inproceedings{mcauley2015image,
+  title     = {Image-Based Recommendations on Styles and Substitutes},
+  author    = {McAuley, Julian and Targett, Christopher and Shi, Qinfeng and van den Hengel, Anton},
+  booktitle = {SIGIR}, year = {2015}
+}""",
+)  # fmt: skip
+
+_register(
+    "mind", "mind", ("news", "lifestyle", "sports", "finance"),
+    description="MIND news clicks in four news-category domains (Scenario-Wise Rec's Mind).",
+    source="MIND, the Microsoft News Dataset (msnews.github.io): `train/` and `dev/` "
+    "`behaviors.tsv` and `news.tsv` of MINDlarge",
+    recipe="- Every news shown in an impression of the train and dev logs is a sample; label "
+    "its click flag.\n"
+    "- Domains by the news' Category: news, lifestyle, sports, finance (other categories "
+    "dropped).\n"
+    "- Field: the news' SubCategory (item).",
+    licence="MIND: Microsoft Research License Terms, for non-commercial research purposes "
+    "only; cite Wu et al. (ACL 2020).",
+    citation="""@inproceedings{wu2020mind,
+  title     = {MIND: A Large-scale Dataset for News Recommendation},
+  author    = {Wu, Fangzhao and Qiao, Ying and Chen, Jiun-Hung and Wu, Chuhan and Qi, Tao and
+               Lian, Jianxun and Liu, Danyang and Xie, Xing and Gao, Jianfeng and Wu, Winnie
+               and Zhou, Ming},
+  booktitle = {ACL}, year = {2020}
+}""",
+)  # fmt: skip
+
 
 def module(name: str):
     return importlib.import_module(f"mdrbench.builders.field.{MODULES[name]}")

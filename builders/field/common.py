@@ -155,7 +155,8 @@ def write_text(path: Path, text: str, encoding: str = "utf-8") -> None:
 def planted_labels(rng: np.random.Generator, user: np.ndarray, item: np.ndarray,
                    domain: np.ndarray, n_users: int, n_items: int, n_domains: int) -> np.ndarray:  # fmt: skip
     """A score per row with planted structure: a shared user x item taste, a per-domain
-    twist and noise (what makes a synthetic set learnable; docs/synth.md's idea, small)."""
+    twist and noise (what makes a synthetic set learnable; docs/synth.md's idea, small).
+    Call it once for all rows: each call draws new user and item latents."""
     k = 4
     a_u = rng.normal(size=(n_users, k))
     a_i = rng.normal(size=(n_items, k))
