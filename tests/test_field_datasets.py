@@ -12,6 +12,7 @@ from mdrbench.cli import main
 
 SWR_ORDER = {
     "movielens-1m": ["age 1-24", "age 25-34", "age 35+"],
+    "douban": ["book", "music", "movie"],
     "mind": ["news", "lifestyle", "sports", "finance"],
     "amazon-swr": ["Beauty", "Clothing Shoes and Jewelry", "Health and Personal Care"],
 }
@@ -111,3 +112,14 @@ def test_real_movielens_users_per_domain(tmp_path):
     assert [d["n_users"] for d in m["domains"]] == [1325, 2096, 2619]
     assert m["totals"]["n_users"] == 6040 and m["totals"]["n_items"] <= 3883
     assert m["raw_files"]["movies.dat"]["bytes"] == 171_308
+
+
+def test_douban_time_bins_match_pandas_cut():
+    """pd.cut(t, pd.date_range('2005-03', '2018-04', freq='M')), worked by hand."""
+    import polars as pl
+
+    from mdrbench.builders.field.douban import time_bins
+
+    t = ["2007-07-10", "2005-03-31", "2005-04-01", "2005-04-30", "2005-04-30 12:00:00",
+         "2018-03-31", "2018-04-01", "garbage", "2004-01-01"]
+    assert time_bins(pl.Series(t)).to_list() == [27, None, 0, 0, 1, 155, None, None, None]

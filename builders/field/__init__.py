@@ -102,6 +102,25 @@ _register(
 }""",
 )  # fmt: skip
 
+_register(
+    "douban", "douban", ("book", "music", "movie"),
+    description="Douban reviews in book, music and movie domains (Scenario-Wise Rec's Douban).",
+    source="Douban dataset (rating, review, side information), Kaggle fengzhujoey: "
+    "`users_cleaned.txt`, `bookreviews_cleaned.txt`, `musicreviews_cleaned.txt`, "
+    "`moviereviews_cleaned.txt`",
+    recipe="- Every review is a sample; label 1 when the rating is above 3.\n"
+    "- Domains: book, music, movie (Scenario-Wise Rec's run script's ids); items numbered "
+    "per domain.\n"
+    "- Fields: the user's living_place and joined-time month bin (user).",
+    licence="Douban dataset on Kaggle (fengzhujoey): shared for research; terms as the "
+    "Kaggle page states; cite Zhu et al. (CIKM 2019, DTCDR).",
+    citation="""@inproceedings{zhu2019dtcdr,
+  title     = {DTCDR: A Framework for Dual-Target Cross-Domain Recommendation},
+  author    = {Zhu, Feng and Chen, Chaochao and Wang, Yan and Liu, Guanfeng and Zheng, Xiaolin},
+  booktitle = {CIKM}, year = {2019}
+}""",
+)  # fmt: skip
+
 
 def module(name: str):
     return importlib.import_module(f"mdrbench.builders.field.{MODULES[name]}")
