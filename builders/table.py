@@ -266,6 +266,7 @@ def build_table(
     raw_infos: dict | None = None,
     on_bad_lines: str = "error",
     split_info: dict | None = None,
+    domain_fields: list[dict] | None = None,
     source: str = "",
     force: bool = False,
     progress: bool = False,
@@ -325,7 +326,7 @@ def build_table(
         spec, list(spec.domains), ratios, samples, samples, out=out, seed=seed,
         on_bad_lines=on_bad_lines, raw_infos=raw_infos, tables=tables, row_columns=row_fields,
         split_info=split_info or SPLIT_RULES[rule if rule in SPLIT_RULES else "given"],
-        extra={"fields": declared}, force=force, progress=progress,
+        domain_fields=domain_fields, extra={"fields": declared}, force=force, progress=progress,
     )  # fmt: skip
 
 

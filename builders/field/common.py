@@ -66,6 +66,30 @@ def read_delimited(
     return df, info
 
 
+def read_quoted(path: Path, columns: list[str], *, sep: str = ",", help_text: str = ""
+                ) -> tuple[pl.DataFrame, RawInfo]:  # fmt: skip
+    """The named `columns` (strings) of a delimited file with a header line and fields in
+    double quotes where needed (pandas' `to_csv`); other columns may exist, in any order.
+    A malformed file is an error (polars' reason; no line skipping for quoted files)."""
+    if not path.is_file():
+        raise RawDataError(f"missing raw file {path}." + (f"\n{help_text}" if help_text else ""))
+    data = path.read_bytes()
+    info = RawInfo(hashlib.sha256(data).hexdigest(), len(data))
+    try:
+        df = pl.read_csv(io.BytesIO(data), separator=sep, quote_char='"', infer_schema=False)
+    except pl.exceptions.PolarsError as exc:
+        raise RawDataError(f"{path}: not a well-formed file ({str(exc).splitlines()[0]})."
+                           + (f"\n{help_text}" if help_text else "")) from None  # fmt: skip
+    df = df.rename({c: c.strip().strip('"') for c in df.columns})
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise RawDataError(f"{path}: no column {', '.join(missing)} (has: {', '.join(df.columns)})."
+                           + (f"\n{help_text}" if help_text else ""))  # fmt: skip
+    if df.height == 0:
+        raise RawDataError(f"{path} holds no rows: delete it and fetch it again.")
+    return df.select(columns), info
+
+
 def as_int(df: pl.DataFrame, cols: list[str], path: Path, on_bad_lines: str, info: RawInfo,
            first_line: int = 1) -> pl.DataFrame:  # fmt: skip
     """`cols` parsed as Int64; a line with a non-integer there is an error naming it, or

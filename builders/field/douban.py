@@ -18,15 +18,19 @@ quotes, as in the archive's `douban_dataset(text information)/` folder.
 
 from __future__ import annotations
 
-import io
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from mdrbench.builders.field.common import drop_bad, need_raw_dir, planted_labels, write_text
-from mdrbench.builders.raw import RawDataError, RawInfo
+from mdrbench.builders.field.common import (
+    drop_bad,
+    need_raw_dir,
+    planted_labels,
+    read_quoted,
+    write_text,
+)
 from mdrbench.builders.table import Field
 
 PAGE = "https://www.kaggle.com/datasets/fengzhujoey/douban-datasetratingreviewside-information"
@@ -58,26 +62,6 @@ def time_bins(join_time: pl.Series) -> pl.Series:
     return out["time_bin"]
 
 
-def _read(path: Path, columns: list[str]) -> tuple[pl.DataFrame, RawInfo]:
-    import hashlib
-
-    if not path.is_file():
-        raise RawDataError(f"missing Douban file {path}.\n{HELP}")
-    data = path.read_bytes()
-    info = RawInfo(hashlib.sha256(data).hexdigest(), len(data))
-    try:
-        df = pl.read_csv(io.BytesIO(data), separator="\t", quote_char='"', infer_schema=False)
-    except pl.exceptions.PolarsError as exc:
-        raise RawDataError(f"{path}: not a well-formed tab-separated file "
-                           f"({str(exc).splitlines()[0]}).\n{HELP}") from None  # fmt: skip
-    df = df.rename({c: c.strip().strip('"') for c in df.columns})
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise RawDataError(f"{path}: no column {', '.join(missing)} (has: "
-                           f"{', '.join(df.columns)}).\n{HELP}")  # fmt: skip
-    return df.select(columns), info
-
-
 def read(raw_dir: Path | None, *, on_bad_lines: str, offline: bool, progress: bool):
     raw_dir = need_raw_dir(raw_dir, "douban", HELP)
     if not (raw_dir / USERS).is_file() and (raw_dir / SUBDIR / USERS).is_file():
@@ -85,7 +69,7 @@ def read(raw_dir: Path | None, *, on_bad_lines: str, offline: bool, progress: bo
     infos, frames, offset = {}, [], 0
     for d, (domain, fname) in enumerate(DOMAINS.items()):
         id_col = f"{domain}_id"
-        df, info = _read(raw_dir / fname, ["user_id", id_col, "rating"])
+        df, info = read_quoted(raw_dir / fname, ["user_id", id_col, "rating"], sep="\t", help_text=HELP)
         rating = df["rating"].str.strip_chars().cast(pl.Float64, strict=False)
         bad = rating.is_null() | df["user_id"].is_null() | df[id_col].is_null()
         df = drop_bad(df.with_columns(rating=rating), bad, "user_id, item id and a numeric "
@@ -98,7 +82,8 @@ def read(raw_dir: Path | None, *, on_bad_lines: str, offline: bool, progress: bo
             (pl.col("rating") > 3).cast(pl.Int8).alias("label"), "_row",
         ))  # fmt: skip
         offset += df.height
-    users, infos[USERS] = _read(raw_dir / USERS, ["UID", "living_place", "join_time"])
+    users, infos[USERS] = read_quoted(raw_dir / USERS, ["UID", "living_place", "join_time"], sep="\t",
+                                   help_text=HELP)
     users = users.select(
         pl.col("UID").str.strip_chars().alias("user"), "living_place",
         time_bins(users["join_time"]).alias("time_bin"),
