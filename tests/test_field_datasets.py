@@ -12,6 +12,7 @@ from mdrbench.cli import main
 
 SWR_ORDER = {
     "movielens-1m": ["age 1-24", "age 25-34", "age 35+"],
+    "ali-ccp": ["field 301 #1", "field 301 #2", "field 301 #3"],
     "kuairand-1k": ["tab #0", "tab #1", "tab #2", "tab #4", "tab #6"],
     "douban": ["book", "music", "movie"],
     "mind": ["news", "lifestyle", "sports", "finance"],

@@ -142,6 +142,28 @@ _register(
 }""",
 )  # fmt: skip
 
+_register(
+    "ali-ccp", "ali_ccp", ("field 301 #1", "field 301 #2", "field 301 #3"),
+    description="Alibaba's Click and Conversion Prediction set in three domains by field 301 "
+    "(Scenario-Wise Rec's Ali-CCP).",
+    source="Ali-CCP (Tianchi dataset 408): `sample_skeleton_{train,test}.csv`, "
+    "`common_features_{train,test}.csv`",
+    recipe="- Every sample (a sample with click 0 and conversion 1 dropped) is a row; label "
+    "click; its features are its own and its common features (those win).\n"
+    "- 23 sparse fields, a feature id kept when seen 10 times in the training file, else 0; "
+    "8 dense values; domains: field 301's three numbers (the manifest gives their raw ids).\n"
+    "- Users and items: fields 101 and 205 as numbered; the other fields are row fields.",
+    licence="Ali-CCP: distributed by Alibaba Tianchi under its terms of use after login; "
+    "research use; cite Ma et al. (SIGIR 2018, ESMM).",
+    citation="""@inproceedings{ma2018esmm,
+  title     = {Entire Space Multi-Task Model: An Effective Approach for Estimating Post-Click
+               Conversion Rate},
+  author    = {Ma, Xiao and Zhao, Liqin and Huang, Guan and Wang, Zhi and Hu, Zelin and Zhu,
+               Xiaoqiang and Gai, Kun},
+  booktitle = {SIGIR}, year = {2018}
+}""",
+)  # fmt: skip
+
 
 def module(name: str):
     return importlib.import_module(f"mdrbench.builders.field.{MODULES[name]}")
@@ -158,7 +180,7 @@ def build_field_dataset(spec: DatasetSpec, selected, *, raw_dir: Path | None, ou
     raw_dir = Path(raw_dir) if raw_dir is not None else default_raw_dir(spec.name)
     _log(progress, f"building {spec.name} ({len(selected)} domains) from {raw_dir}")
     table, fields, infos, *more = mod.read(raw_dir, on_bad_lines=on_bad_lines, offline=offline,
-                                           progress=progress)  # fmt: skip
+                                           progress=progress, seed=seed)  # fmt: skip
     extra = more[0] if more else {}  # domain_fields (manifest keys per domain), split_info
     keep = [spec.domains.index(d) for d in selected]
     if len(selected) != len(spec.domains):  # --domains: keep those, renumbered in spec order

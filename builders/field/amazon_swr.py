@@ -54,7 +54,7 @@ def _ensure(raw_dir: Path, offline: bool, progress: bool) -> None:
                  check=gzip_problem)  # fmt: skip
 
 
-def read(raw_dir: Path, *, on_bad_lines: str, offline: bool, progress: bool):
+def read(raw_dir: Path, *, on_bad_lines: str, offline: bool, progress: bool, seed: int = 0):
     _ensure(raw_dir, offline, progress)
     frames, infos = [], {}
     for d, c in enumerate(CATEGORIES):

@@ -62,7 +62,7 @@ def time_bins(join_time: pl.Series) -> pl.Series:
     return out["time_bin"]
 
 
-def read(raw_dir: Path | None, *, on_bad_lines: str, offline: bool, progress: bool):
+def read(raw_dir: Path | None, *, on_bad_lines: str, offline: bool, progress: bool, seed: int = 0):
     raw_dir = need_raw_dir(raw_dir, "douban", HELP)
     if not (raw_dir / USERS).is_file() and (raw_dir / SUBDIR / USERS).is_file():
         raw_dir = raw_dir / SUBDIR

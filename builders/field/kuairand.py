@@ -98,7 +98,7 @@ def _first_appearance(s: pl.Series) -> pl.Series:
     return s.replace_strict(order, pl.int_range(len(order), eager=True), return_dtype=pl.Int64)
 
 
-def read(raw_dir: Path, *, on_bad_lines: str, offline: bool, progress: bool):
+def read(raw_dir: Path, *, on_bad_lines: str, offline: bool, progress: bool, seed: int = 0):
     _ensure(raw_dir, offline, progress)
     infos = {}
     log, infos[LOG] = read_quoted(raw_dir / LOG, ["user_id", "video_id", "is_click", "tab"],

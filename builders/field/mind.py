@@ -45,7 +45,7 @@ HELP = (
 )
 
 
-def read(raw_dir: Path, *, on_bad_lines: str, offline: bool, progress: bool):
+def read(raw_dir: Path, *, on_bad_lines: str, offline: bool, progress: bool, seed: int = 0):
     frames, infos, offset = [], {}, 0
     for part in PARTS:
         folder = raw_dir / part

@@ -55,7 +55,7 @@ HELP = (
 )
 
 
-def read(raw_dir: Path, *, on_bad_lines: str, offline: bool, progress: bool):
+def read(raw_dir: Path, *, on_bad_lines: str, offline: bool, progress: bool, seed: int = 0):
     """(table for `table.build_table`, fields, raw infos)."""
     ensure_files(raw_dir, list(FILES), URL, {n: f"ml-1m/{n}" for n in FILES},
                  offline=offline, progress=progress, help_text=HELP)  # fmt: skip
