@@ -184,3 +184,24 @@ def test_mamdr_benchmark_bytes_unchanged(tmp_path):
         assert got == pinned[name], name
         assert "fields" not in json.loads((path / "manifest.json").read_text())
         assert not list(Path(path).glob("*_fields.parquet"))
+
+
+def test_api_and_hub_card_declare_fields(capsys, table_csv, tmp_path):
+    import mdrbench
+    from mdrbench import hub
+
+    code, err = build(capsys, table_csv, tmp_path, "--label-col", "clicked", *FIELDS,
+                      "--dense", "price,dwell")  # fmt: skip
+    assert code == 0, err
+    ds = mdrbench.load_dataset(tmp_path / "shop")
+    assert [f["name"] for f in ds.fields] == ["city", "brand", "price", "dwell"]
+    assert ds.field_table("item").columns == ["item_id", "brand", "price"]
+    assert "dwell" in ds.split("val").columns
+    layout = hub.prepare(tmp_path / "shop", "me/shop")
+    meta = hub.card_metadata(layout)
+    assert {"name": "dwell", "dtype": "float32"} in meta["dataset_info"][0]["features"]
+    assert [c["config_name"] for c in meta["configs"]] == [
+        "shop", "shop-user-fields", "shop-item-fields"]
+    card = hub.hub_card(layout)
+    assert "| `brand` | categorical | item | 7 |" in card and "no sampled negatives" in card
+    assert "publisher's own data" in hub.licence_file(layout.datasets)
