@@ -205,3 +205,23 @@ def test_api_and_hub_card_declare_fields(capsys, table_csv, tmp_path):
     card = hub.hub_card(layout)
     assert "| `brand` | categorical | item | 7 |" in card and "no sampled negatives" in card
     assert "publisher's own data" in hub.licence_file(layout.datasets)
+
+
+def test_every_model_trains_on_a_custom_build(capsys, table_csv, tmp_path):
+    """Two categorical side fields and one dense: every registered model, under alternate
+    and MAMDR (one epoch, small embeddings)."""
+    import math
+
+    import mdrbench
+    from mdrbench.data import load_dataset
+    from mdrbench.models import MODELS
+
+    code, err = build(capsys, table_csv, tmp_path, "--label-col", "clicked", *FIELDS)
+    assert code == 0, err
+    data = load_dataset(tmp_path / "shop")
+    for model in MODELS:
+        for method in ("alternate", "mamdr"):
+            res = mdrbench.train(data, model, method, epochs=1, emb_dim=8, threads=1)
+            test = res.record["metrics"]["test"]
+            assert sorted(test["domains"]) == ["books", "music", "video"], (model, method)
+            assert math.isfinite(test["auc_mean"]), (model, method)
