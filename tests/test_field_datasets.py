@@ -125,3 +125,52 @@ def test_douban_time_bins_match_pandas_cut():
     t = ["2007-07-10", "2005-03-31", "2005-04-01", "2005-04-30", "2005-04-30 12:00:00",
          "2018-03-31", "2018-04-01", "garbage", "2004-01-01"]
     assert time_bins(pl.Series(t)).to_list() == [27, None, 0, 0, 1, 155, None, None, None]
+
+
+def test_movielens_download_extracts_the_release(tmp_path, monkeypatch):
+    """A missing file is taken from ml-1m.zip, fetched once into --raw-dir (the download
+    itself is builders/download.py's, tested there; here it copies a local archive)."""
+    import zipfile
+
+    from mdrbench.builders import download as dl
+    from mdrbench.builders.build import build_dataset
+    from mdrbench.builders.field.movielens import URL
+
+    src = synth_field("movielens-1m", tmp_path / "src", size="tiny")
+    archive = tmp_path / "ml-1m.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in ("users.dat", "movies.dat", "ratings.dat"):
+            z.write(src / f, f"ml-1m/{f}")
+    calls = []
+
+    def fake_download(urls, dest, **kw):
+        calls.append(urls)
+        dest.write_bytes(archive.read_bytes())
+        assert kw["check"](dest) is None
+        return ""
+
+    monkeypatch.setattr(dl, "download", fake_download)
+    raw = tmp_path / "raw"
+    path = build_dataset("movielens-1m", raw_dir=raw, out=tmp_path / "o")
+    assert calls == [[URL]]
+    assert (raw / "ratings.dat").read_bytes() == (src / "ratings.dat").read_bytes()
+    assert json.loads((path / "manifest.json").read_text())["totals"]["n_users"] > 0
+
+
+def test_field_dataset_options(tmp_path):
+    from mdrbench.builders.build import build_dataset
+    from mdrbench.errors import UserError
+
+    raw = synth_field("mind", tmp_path / "raw", size="tiny")
+    path = build_dataset("mind", raw_dir=raw, out=tmp_path / "o", domains=["sports", "news"],
+                         offline=True)  # fmt: skip
+    m = json.loads((path / "manifest.json").read_text())
+    assert [d["name"] for d in m["domains"]] == ["news", "sports"]  # spec order kept
+    with pytest.raises(UserError, match="--ctr-ratios"):
+        build_dataset("mind", raw_dir=raw, out=tmp_path / "o2", ctr_ratios=[0.2] * 4)
+    with pytest.raises(UserError, match="--offline"):
+        build_dataset("mind", raw_dir=tmp_path / "empty", out=tmp_path / "o3", offline=True)
+    with pytest.raises(UserError, match="cannot be downloaded by a program: pass --raw-dir"):
+        build_dataset("ali-ccp", out=tmp_path / "o4")
+    with pytest.raises(UserError, match="did you mean 'movielens-1m'"):
+        synth_field("movielens1m", tmp_path / "x")

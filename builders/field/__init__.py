@@ -177,7 +177,10 @@ def build_field_dataset(spec: DatasetSpec, selected, *, raw_dir: Path | None, ou
     from mdrbench.builders.table import build_table
 
     mod = module(spec.name)
-    raw_dir = Path(raw_dir) if raw_dir is not None else default_raw_dir(spec.name)
+    if raw_dir is not None:
+        raw_dir = Path(raw_dir)
+    elif not getattr(mod, "USER_SUPPLIED", False):  # douban and ali-ccp: need_raw_dir says why
+        raw_dir = default_raw_dir(spec.name)
     _log(progress, f"building {spec.name} ({len(selected)} domains) from {raw_dir}")
     table, fields, infos, *more = mod.read(raw_dir, on_bad_lines=on_bad_lines, offline=offline,
                                            progress=progress, seed=seed)  # fmt: skip

@@ -47,6 +47,7 @@ ROW_SPARSE = [c for c in SPARSE if c not in ("101", "205")]
 FIELDS = [Field(c, "categorical", "row") for c in ROW_SPARSE] + [
     Field("D" + c, "dense", "row") for c in DENSE
 ]
+USER_SUPPLIED = True  # a login: the build never downloads them
 HELP = (
     f"The Ali-CCP files need a Tianchi login: download them from {PAGE} and pass their folder "
     "as --raw-dir. Needed: sample_skeleton_train.csv, common_features_train.csv, "

@@ -39,6 +39,7 @@ DOMAINS = {"book": "bookreviews_cleaned.txt", "music": "musicreviews_cleaned.txt
            "movie": "moviereviews_cleaned.txt"}  # fmt: skip
 USERS = "users_cleaned.txt"
 FIELDS = [Field("living_place", "categorical", "user"), Field("time_bin", "categorical", "user")]
+USER_SUPPLIED = True  # a login: the build never downloads them
 HELP = (
     f"The Douban files need a Kaggle login: download the archive from {PAGE}, and pass its "
     f"folder '{SUBDIR}' (or one holding its files) as --raw-dir. Needed: {USERS} (UID, "
