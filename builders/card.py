@@ -174,8 +174,6 @@ is Apache-2.0.
 
 
 def _swr_citation(spec: DatasetSpec) -> str:
-    if spec.kind == "custom":
-        return ""
-    from mdrbench.builders.field import SWR_CITATION
+    from mdrbench.builders.specs import SWR_CITATION
 
-    return SWR_CITATION
+    return "" if spec.kind == "custom" else SWR_CITATION

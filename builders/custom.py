@@ -200,7 +200,7 @@ def build_custom(
     positive, negatives sampled per domain as the MAMDR builders do. `features`:
     categorical side fields; `dense`: dense ones (owners detected: docs/format.md)."""
     from mdrbench.atomic import writable_dir
-    from mdrbench.builders.build import _build_lock, _log, check_seed
+    from mdrbench.builders.write import _log, build_lock, check_seed
 
     _check_name(name)
     check_seed(seed)
@@ -270,7 +270,7 @@ def build_custom(
         hub_repo="", hub_revision="",
     )  # fmt: skip
     out = writable_dir(Path(out))
-    with _build_lock(out, name):
+    with build_lock(out, name):
         return build_table(
             spec, table, fields, split=split, out=out, seed=seed,
             negatives_per_positive=negatives_per_positive if implicit else None,

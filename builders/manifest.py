@@ -47,8 +47,7 @@ def load_manifest(path: Path) -> dict:
 
 def describe_split(manifest: dict) -> str:
     """How the build's rows were split, from its manifest (spec 1.x manifests name no rule)."""
-    from mdrbench.builders.process import SPLIT, SPLIT_DESCRIPTION
-    from mdrbench.builders.table import SPLIT_DESCRIPTIONS
+    from mdrbench.builders.process import SPLIT, SPLIT_DESCRIPTION, SPLIT_DESCRIPTIONS
 
     rule = (manifest.get("split") or {}).get("rule")
     if rule == SPLIT["rule"]:

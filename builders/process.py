@@ -34,6 +34,31 @@ SPLIT_DESCRIPTION = (
     "seeded draw of mdrbench's own."
 )
 
+# The other split rules, of builds made from a table (builders/table.py; docs/format.md).
+SPLIT_RULES = {
+    SPLIT["rule"]: SPLIT,
+    "random": {
+        "rule": "random",
+        "train_val_test": [0.8, 0.1, 0.1],
+        "source": "Xiaopengli1/Scenario-Wise-Rec scenario_wise_rec/utils/data.py "
+        "(DataGenerator.generate_dataloader, split_ratio=[0.8, 0.1])",
+    },
+    "time": {"rule": "time-per-user", "train_val_test": [0.8, 0.1, 0.1]},
+    "given": {"rule": "given"},
+}
+SPLIT_NAMES = {"random": "random", "authors": SPLIT["rule"], "time": "time-per-user"}
+SPLIT_DESCRIPTIONS = {
+    "random": "one seeded random permutation of all rows (numpy default_rng(seed)): the first "
+    "int(0.8 n) rows train, the next int(0.1 n) val, the rest test, the sizes of Scenario-Wise "
+    "Rec's `DataGenerator.generate_dataloader(split_ratio=[0.8, 0.1])` (its rows come from "
+    "torch's `random_split`, which mdrbench does not reproduce).",
+    "time-per-user": "per user, the user's rows in timestamp order (ties in input order): the "
+    "first round(0.8 m) train, up to round(0.9 m) val, the rest test (m: the user's rows; "
+    "round half up). With sampled negatives, each user's negatives are split in the same "
+    "sizes in a seeded random order.",
+    "given": "the split the source files define (see the recipe above).",
+}
+
 
 def encode_ids(
     pos: pl.DataFrame, user: str, item: str

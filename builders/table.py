@@ -30,7 +30,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from mdrbench.builders.process import SPLIT, encode_ids, make_samples, split_groups
+from mdrbench.builders.process import (
+    SPLIT_NAMES,
+    SPLIT_RULES,
+    encode_ids,
+    make_samples,
+    split_groups,
+)
+from mdrbench.builders.write import write_samples
 from mdrbench.errors import UserError
 
 KINDS = ("categorical", "dense")
@@ -42,30 +49,6 @@ RESERVED = frozenset(
 )  # fmt: skip
 FIELD_FILES = {"user": "user_fields.parquet", "item": "item_fields.parquet"}
 TRAIN_VAL = (0.8, 0.1)  # random and time splits: train 80 %, val 10 %, test the rest
-
-SPLIT_RULES = {
-    SPLIT["rule"]: SPLIT,
-    "random": {
-        "rule": "random",
-        "train_val_test": [0.8, 0.1, 0.1],
-        "source": "Xiaopengli1/Scenario-Wise-Rec scenario_wise_rec/utils/data.py "
-        "(DataGenerator.generate_dataloader, split_ratio=[0.8, 0.1])",
-    },
-    "time": {"rule": "time-per-user", "train_val_test": [0.8, 0.1, 0.1]},
-    "given": {"rule": "given"},
-}
-SPLIT_NAMES = {"random": "random", "authors": SPLIT["rule"], "time": "time-per-user"}
-SPLIT_DESCRIPTIONS = {
-    "random": "one seeded random permutation of all rows (numpy default_rng(seed)): the first "
-    "int(0.8 n) rows train, the next int(0.1 n) val, the rest test, the sizes of Scenario-Wise "
-    "Rec's `DataGenerator.generate_dataloader(split_ratio=[0.8, 0.1])` (its rows come from "
-    "torch's `random_split`, which mdrbench does not reproduce).",
-    "time-per-user": "per user, the user's rows in timestamp order (ties in input order): the "
-    "first round(0.8 m) train, up to round(0.9 m) val, the rest test (m: the user's rows; "
-    "round half up). With sampled negatives, each user's negatives are split in the same "
-    "sizes in a seeded random order.",
-    "given": "the split the source files define (see the recipe above).",
-}
 
 
 @dataclass(frozen=True)
@@ -274,7 +257,6 @@ def build_table(
     """Write `table` (see the module docstring) as dataset `spec.name` into `out`.
     `negatives_per_positive` set: the rows are implicit positives (no `label`). `split`:
     random, authors, time or given (a `split` column 0/1/2 in the table)."""
-    from mdrbench.builders.build import write_samples
 
     n_domains = len(spec.domains)
     implicit = negatives_per_positive is not None

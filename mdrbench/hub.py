@@ -219,7 +219,7 @@ def licence_file(datasets: list[Built]) -> str:
         if kind == "custom":
             parts.append(f"- {b.name}: the publisher's own data, under the publisher's terms.")
         elif kind not in ("amazon", "taobao"):
-            from mdrbench.builders.field import FIELD_DATASETS
+            from mdrbench.builders.specs import FIELD_DATASETS
 
             if kind in FIELD_DATASETS:
                 parts.append(f"- {b.name}: {FIELD_DATASETS.get(kind).licence}")

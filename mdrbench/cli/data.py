@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mdrbench.cli_custom import custom_options
+from mdrbench.cli.custom import custom_options
 from mdrbench.errors import UserError
 
 
@@ -26,8 +26,7 @@ def datasets_cmd():
 
     Example: mdrbench datasets
     """
-    from mdrbench.builders.field import FIELD_DATASETS
-    from mdrbench.builders.specs import DATASETS
+    from mdrbench.builders.specs import DATASETS, FIELD_DATASETS
 
     for name in DATASETS:
         spec = DATASETS.get(name)
@@ -87,7 +86,7 @@ def build_cmd(name, raw_dir, out, domains, ctr_ratios, seed, on_bad_lines, offli
     """
     from mdrbench.atomic import new_dirs_removed_on_error
     from mdrbench.builders.build import build_dataset
-    from mdrbench.cli_custom import refuse_outside_custom, run_custom
+    from mdrbench.cli.custom import refuse_outside_custom, run_custom
 
     if name == "custom":
         with new_dirs_removed_on_error(out):
