@@ -45,7 +45,7 @@ OWNERS = ("user", "item", "row")
 # Column names a field may not take: the split files' own columns and the batch's keys.
 RESERVED = frozenset(
     {"user_id", "item_id", "domain_id", "label", "split", "user_features", "item_features",
-     "user", "item", "time", "_row"}
+     "user", "item", "domain", "time", "_row"}
 )  # fmt: skip
 FIELD_FILES = {"user": "user_fields.parquet", "item": "item_fields.parquet"}
 TRAIN_VAL = (0.8, 0.1)  # random and time splits: train 80 %, val 10 %, test the rest
