@@ -34,9 +34,10 @@ SPLIT_DESCRIPTION = (
     "seeded draw of mdrbench's own."
 )
 
-# The other split rules, of builds made from a table (builders/table.py; docs/format.md).
+# The manifest's `split` of builds made from a table, by `--split` option (builders/table.py;
+# docs/format.md).
 SPLIT_RULES = {
-    SPLIT["rule"]: SPLIT,
+    "authors": SPLIT,
     "random": {
         "rule": "random",
         "train_val_test": [0.8, 0.1, 0.1],
@@ -46,7 +47,6 @@ SPLIT_RULES = {
     "time": {"rule": "time-per-user", "train_val_test": [0.8, 0.1, 0.1]},
     "given": {"rule": "given"},
 }
-SPLIT_NAMES = {"random": "random", "authors": SPLIT["rule"], "time": "time-per-user"}
 SPLIT_DESCRIPTIONS = {
     "random": "one seeded random permutation of all rows (numpy default_rng(seed)): the first "
     "int(0.8 n) rows train, the next int(0.1 n) val, the rest test, the sizes of Scenario-Wise "

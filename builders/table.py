@@ -31,7 +31,6 @@ import numpy as np
 import polars as pl
 
 from mdrbench.builders.process import (
-    SPLIT_NAMES,
     SPLIT_RULES,
     encode_ids,
     make_samples,
@@ -303,11 +302,10 @@ def build_table(
     order = rng.permutation(samples.height)
     samples = samples[order].sort("domain_id", maintain_order=True)
     tables = {FIELD_FILES[o]: t for o, t in owner_tables.items()}
-    rule = SPLIT_NAMES.get(split, "given")
     return write_samples(
         spec, list(spec.domains), ratios, samples, samples, out=out, seed=seed,
         on_bad_lines=on_bad_lines, raw_infos=raw_infos, tables=tables, row_columns=row_fields,
-        split_info=split_info or SPLIT_RULES[rule if rule in SPLIT_RULES else "given"],
+        split_info=split_info or SPLIT_RULES[split],
         domain_fields=domain_fields, extra={"fields": declared}, force=force, progress=progress,
     )  # fmt: skip
 

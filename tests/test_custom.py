@@ -95,8 +95,10 @@ def test_implicit_samples_negatives_and_splits(capsys, tmp_path):
         n_pos = custom_table().unique(["user", "item", "domain"]).height
         assert m["totals"]["n_pos"] == n_pos
         assert all(d["ctr_ratio"] == 0.5 and d["n_neg"] > 0 for d in m["domains"])
-    rule = json.loads((tmp_path / "authors" / "shop" / "manifest.json").read_text())["split"]
-    assert rule["rule"] == "mamdr-per-user"
+    for split, rule in (("authors", "mamdr-per-user"), ("time", "time-per-user"),
+                        ("random", "random")):  # fmt: skip
+        m = json.loads((tmp_path / split / "shop" / "manifest.json").read_text())
+        assert m["split"]["rule"] == rule
     # A row field cannot go with sampled negatives.
     code, err = build(capsys, src, tmp_path / "bad", "--implicit", "--dense", "dwell")
     assert code == 2 and "dwell" in err and "row field" in err
@@ -225,3 +227,24 @@ def test_every_model_trains_on_a_custom_build(capsys, table_csv, tmp_path):
             test = res.record["metrics"]["test"]
             assert sorted(test["domains"]) == ["books", "music", "video"], (model, method)
             assert math.isfinite(test["auc_mean"]), (model, method)
+
+
+def test_given_labels_time_split_is_chronological(capsys, tmp_path):
+    src = custom_table().with_columns(pl.int_range(pl.len()).alias("row"))  # a row marker
+    src.write_csv(tmp_path / "t.csv")
+    code, err = build(capsys, tmp_path / "t.csv", tmp_path, "--label-col", "clicked",
+                      "--split", "time", "--time-col", "ts", "--dense", "row")  # fmt: skip
+    assert code == 0, err
+    path = tmp_path / "shop"
+    assert json.loads((path / "manifest.json").read_text())["split"]["rule"] == "time-per-user"
+    n = src.height
+    split = np.full(n, -1)
+    for s, name in enumerate(("train", "val", "test")):
+        rows = pl.read_parquet(path / f"{name}.parquet")["row"].to_numpy()  # scaled to [0, 1]
+        split[np.round(rows.astype(np.float64) * (n - 1)).astype(int)] = s
+    df = src.with_columns(split=pl.Series(split))
+    assert (df["split"] >= 0).all()
+    per_user = df.group_by("user").agg(
+        pl.col("ts").filter(pl.col("split") == 0).max().alias("last_train"),
+        pl.col("ts").filter(pl.col("split") == 2).min().alias("first_test"))  # fmt: skip
+    assert (per_user["last_train"] <= per_user["first_test"]).all()
