@@ -7,53 +7,32 @@ leaves a folder that looks complete, and an existing dataset is replaced only wi
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
-from mdrbench import __version__
-from mdrbench.atomic import Lock, pid_alive, recover_swap, staged, writable_dir
+from mdrbench.atomic import recover_swap, writable_dir
 from mdrbench.builders import raw as rawio
-from mdrbench.builders.card import dataset_card
-from mdrbench.builders.manifest import FORMAT_VERSION, MANIFEST, dump_manifest, file_sha256
-from mdrbench.builders.process import SPLIT, SPLITS, encode_ids, make_samples
+from mdrbench.builders.process import encode_ids, make_samples
 from mdrbench.builders.specs import (
     AMAZON_KNOWN_FILES,
     DatasetSpec,
     amazon_file_name,
     get_spec,
 )
+from mdrbench.builders.write import (
+    _log,
+    build_lock,
+    check_seed,
+    default_raw_dir,
+    write_samples,
+)
 from mdrbench.errors import UserError
 from mdrbench.log import bar
-from mdrbench.log import get as get_logger
 from mdrbench.paths import default_data_dir
-
-_logger = get_logger(__name__)
 
 # Above this a domain gets almost no negatives (#neg = #pos / ratio per user, truncated).
 MAX_CTR_RATIO = 100.0
-SAMPLE_SCHEMA = {"user_id": pl.Int64, "item_id": pl.Int64, "domain_id": pl.Int16, "label": pl.Int8}
-
-
-def default_raw_dir(kind: str) -> Path:
-    return default_data_dir().parent / "raw" / kind
-
-
-def _log(progress: bool, msg: str) -> None:
-    """A build step's message, through logging (the CLI prints it on stderr unless -q)."""
-    if progress:
-        _logger.info(msg)
-
-
-def _write_parquet(df: pl.DataFrame, path: Path) -> None:
-    # pyarrow with fixed settings: the bytes depend on the rows only, not on thread counts.
-    pq.write_table(
-        df.to_arrow(), path, compression="zstd", compression_level=3,
-        row_group_size=1 << 20, write_statistics=True,
-    )  # fmt: skip
 
 
 def _amazon_positives(spec, domains, raw_dir, on_bad_lines, offline, progress):
@@ -120,6 +99,9 @@ def build_dataset(
     """Build dataset `name` into `out/name` and return that folder."""
     spec: DatasetSpec = get_spec(name)
     selected = spec.select(domains)
+    if spec.kind not in ("amazon", "taobao"):  # the field's datasets (builders/field/)
+        return _build_field(spec, selected, raw_dir, out, ctr_ratios, seed, force, on_bad_lines,
+                            offline, progress)  # fmt: skip
     if ctr_ratios is not None:
         if len(ctr_ratios) != len(selected):
             raise UserError(
@@ -132,8 +114,7 @@ def build_dataset(
                 f"{MAX_CTR_RATIO:g} (the paper's are 0.2 to 0.47), got "
                 f"{', '.join(f'{r:g}' for r in ctr_ratios)}"
             )
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise UserError(f"--seed must be an integer from 0 to {2**32 - 1}, got {seed!r}")
+    check_seed(seed)
     ratios = list(ctr_ratios) if ctr_ratios is not None else [d.ctr_ratio for d in selected]
     if spec.kind == "taobao" and raw_dir is None:
         raise UserError(
@@ -142,14 +123,26 @@ def build_dataset(
         )
     raw_dir = Path(raw_dir) if raw_dir is not None else default_raw_dir(spec.kind)
     out = writable_dir(Path(out) if out is not None else default_data_dir())
-    with _build_lock(out, spec.name):
+    with build_lock(out, spec.name):
         return _build(spec, selected, ratios, raw_dir, out, seed, force, on_bad_lines, offline,
                       progress)  # fmt: skip
 
 
-def _build_lock(out: Path, name: str) -> Lock:
-    """Held for a whole build of `name` into `out`: a second one exits 2 at once."""
-    return Lock(out / f".{name}.lock", f"building {name} into {out}")
+def _build_field(spec, selected, raw_dir, out, ctr_ratios, seed, force, on_bad_lines, offline,
+                 progress) -> Path:  # fmt: skip
+    from mdrbench.builders.field import build_field_dataset
+
+    if ctr_ratios is not None:
+        raise UserError(
+            f"{spec.name} has its own labels (no sampled negatives): --ctr-ratios does not apply"
+        )
+    check_seed(seed)
+    out = writable_dir(Path(out) if out is not None else default_data_dir())
+    with build_lock(out, spec.name):
+        return build_field_dataset(
+            spec, selected, raw_dir=raw_dir, out=out, seed=seed, force=force,
+            on_bad_lines=on_bad_lines, offline=offline, progress=progress,
+        )  # fmt: skip
 
 
 def _build(spec, selected, ratios, raw_dir, out, seed, force, on_bad_lines, offline, progress):
@@ -204,7 +197,7 @@ def write_dataset(
     `features`: {"user"|"item": frame of `<kind>_id`, `features`} for datasets with fixed
     features; `domain_fields`: extra manifest keys per domain (Taobao's theme ids)."""
     out = writable_dir(Path(out))
-    lock = _build_lock(out, spec.name)
+    lock = build_lock(out, spec.name)
     try:
         return _write(spec, selected, ratios, pos, out, seed, on_bad_lines, raw_infos, features,
                       domain_fields, force, progress)  # fmt: skip
@@ -240,81 +233,9 @@ def _write(spec, selected, ratios, pos, out, seed, on_bad_lines, raw_infos, feat
             "--ctr-ratios value (the paper's are 0.2 to 0.47)."
         )
 
-    _remove_stale(out, spec.name)
-    with staged(target) as tmp:
-        files = {}
-        for s, split in enumerate(SPLITS):
-            part = samples.filter(pl.col("split") == s).select(list(SAMPLE_SCHEMA))
-            _write_parquet(part.cast(SAMPLE_SCHEMA), tmp / f"{split}.parquet")
-            files[f"{split}.parquet"] = part.height
-        for kind, feats in (features or {}).items():
-            _write_parquet(feats, tmp / f"{kind}_features.parquet")
-            files[f"{kind}_features.parquet"] = feats.height
-        manifest = _manifest(
-            spec, selected, ratios, seed, on_bad_lines, pos, samples, raw_infos or {}
-        )
-        for d, extra in zip(manifest["domains"], domain_fields or []):
-            d.update(extra)
-        (tmp / "README.md").write_text(dataset_card(spec, manifest), "utf-8")
-        files["README.md"] = None
-        manifest["files"] = {
-            f: {"sha256": file_sha256(tmp / f), "bytes": (tmp / f).stat().st_size}
-            | ({"rows": rows} if rows is not None else {})
-            for f, rows in sorted(files.items())
-        }
-        (tmp / MANIFEST).write_bytes(dump_manifest(manifest))
-    _log(progress, f"done: {target} ({samples.height:,} samples)")
-    return target
-
-
-def _remove_stale(out: Path, name: str) -> None:
-    """Delete temporary folders left by an interrupted build of `name` (not a running one)."""
-    for stale in list(out.glob(f".{name}.tmp-*")) + list(out.glob(f".{name}.old-*")):
-        pid = stale.name[len(name) + 6 :].split("-", 1)[0]  # .<name>.tmp-<pid>[-<random>]
-        if not (pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid))):
-            shutil.rmtree(stale, ignore_errors=True)
-
-
-def _manifest(spec, selected, ratios, seed, on_bad_lines, pos, samples, raw_infos) -> dict:
-    per_pos = pos.group_by("domain_id").agg(
-        n_users=pl.col("user_id").n_unique(), n_items=pl.col("item_id").n_unique()
-    )
-    per_split = samples.group_by("domain_id").agg(
-        n_pos=(pl.col("label") == 1).sum(),
-        n_neg=(pl.col("label") == 0).sum(),
-        n_train=(pl.col("split") == 0).sum(),
-        n_val=(pl.col("split") == 1).sum(),
-        n_test=(pl.col("split") == 2).sum(),
-    )
-    stats = per_pos.join(per_split, on="domain_id").sort("domain_id").to_dicts()
-    if [int(st["domain_id"]) for st in stats] != list(range(len(selected))):
-        raise ValueError("every domain must have rows: the manifest would mislabel domains")
-    domains = []
-    for d, (dom, ratio, st) in enumerate(zip(selected, ratios, stats)):
-        domains.append(
-            {"id": d, "name": dom.name, "ctr_ratio": ratio}
-            | {
-                k: int(st[k])
-                for k in ("n_users", "n_items", "n_pos", "n_neg", "n_train", "n_val", "n_test")
-            }
-        )
-    totals = {
-        "n_domains": len(domains),
-        "n_users": int(pos["user_id"].n_unique()),
-        "n_items": int(pos["item_id"].n_unique()),
-    } | {k: sum(d[k] for d in domains) for k in ("n_pos", "n_neg", "n_train", "n_val", "n_test")}
-    totals["n_samples"] = totals["n_pos"] + totals["n_neg"]
-    return {
-        "format_version": FORMAT_VERSION,
-        "name": spec.name,
-        "kind": spec.kind,
-        "spec_version": spec.version,
-        "mdrbench_version": __version__,
-        "seed": seed,
-        "on_bad_lines": on_bad_lines,
-        "split": SPLIT,
-        "domains": domains,
-        "totals": totals,
-        "files": {},
-        "raw_files": {k: v.as_dict() for k, v in sorted(raw_infos.items())},
-    }
+    return write_samples(
+        spec, selected, ratios, pos, samples, out=out, seed=seed, on_bad_lines=on_bad_lines,
+        raw_infos=raw_infos,
+        tables={f"{kind}_features.parquet": feats for kind, feats in (features or {}).items()},
+        domain_fields=domain_fields, force=True, progress=progress,
+    )  # fmt: skip

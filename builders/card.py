@@ -14,6 +14,8 @@ from mdrbench.builders.specs import (
 
 
 def dataset_card(spec: DatasetSpec, manifest: dict) -> str:
+    if spec.kind not in ("amazon", "taobao"):
+        return table_card(spec, manifest)
     amazon = spec.kind == "amazon"
     source = (
         "Amazon Review Data (2018), per-category 5-core files `<Category>_5.json.gz`"
@@ -86,3 +88,92 @@ mdrbench's code is Apache-2.0.
 {AMAZON_CITATION if amazon else TAOBAO_CITATION}
 ```
 """
+
+
+def fields_table(manifest: dict) -> str:
+    """The declared side fields (docs/format.md), as a markdown table; "" when none."""
+    fields = manifest.get("fields") or []
+    if not fields:
+        return ""
+    where = {"user": "`user_fields.parquet`", "item": "`item_fields.parquet`",
+             "row": "the split files"}  # fmt: skip
+    rows = "\n".join(
+        f"| `{f['name']}` | {f['kind']} | {f['owner']} | "
+        f"{f['cardinality'] if f['cardinality'] is not None else '-'} | {where[f['owner']]} |"
+        for f in fields
+    )
+    return (
+        "| field | kind | owner | cardinality | stored in |\n|---|---|---|---:|---|\n" + rows
+    )
+
+
+def table_card(spec: DatasetSpec, manifest: dict) -> str:
+    """The card of a build made from a table (builders/table.py): a field dataset or a
+    custom table."""
+    raw = "\n".join(
+        f"| {name} | {info['bytes']:,} | `{info['sha256']}` | {info['n_bad_lines']} |"
+        for name, info in manifest["raw_files"].items()
+    )
+    fields = fields_table(manifest) or "None: models learn user, item and domain embeddings."
+    ratios = {d["ctr_ratio"] for d in manifest["domains"]}
+    labels = (
+        "given by the source (see the recipe)"
+        if ratios == {None}
+        else "1 for every distinct (user, item, domain) of the input; 0 for negatives sampled "
+        "per domain and user as the MAMDR builders sample them: int(n_u x R) items "
+        "(R = 1 / CTR ratio negatives per positive) drawn uniformly without replacement from "
+        "the domain's items the user has no positive with"
+    )
+    citation = "\n\n".join(c for c in (spec.citation, _swr_citation(spec)) if c)
+    return f"""# {manifest["name"]}
+
+{spec.description} Built by mdrbench {manifest["mdrbench_version"]} (spec version
+{manifest["spec_version"]}, seed {manifest["seed"]}).
+
+## How it was built
+
+- Source: {spec.source or "a table given by the user"}.
+{spec.recipe + chr(10) if spec.recipe else ""}- Domains: {manifest["totals"]["n_domains"]} (domain ids 0..n-1, in the order below).
+- Labels: {labels}.
+- One global user id space and one item id space, shared by all domains (ids numbered in
+  sorted order of the raw keys).
+- Split: {describe_split(manifest)}
+- Malformed raw lines: `{manifest["on_bad_lines"]}` (counts below).
+
+Files: `train.parquet`, `val.parquet`, `test.parquet` with `user_id` int64, `item_id` int64,
+`domain_id` int16, `label` int8 and the row fields; `user_fields.parquet` /
+`item_fields.parquet`: one row per id with that owner's fields (categorical: int32 codes
+0..cardinality-1; dense: float32 scaled to [0, 1] by the min and max in `manifest.json`).
+Check a copy with `mdrbench verify <folder>`.
+
+## Side fields
+
+{fields}
+
+## Statistics
+
+{stats_tables(manifest)}
+
+## Raw inputs
+
+| file | bytes | sha256 | bad lines skipped |
+|---|---:|---|---:|
+{raw}
+
+## Licence
+
+{spec.licence or "The data is the user's own; its terms are its owner's."} mdrbench's code
+is Apache-2.0.
+
+## Citation
+
+```bibtex
+{citation}
+```
+"""
+
+
+def _swr_citation(spec: DatasetSpec) -> str:
+    from mdrbench.builders.specs import SWR_CITATION
+
+    return "" if spec.kind == "custom" else SWR_CITATION

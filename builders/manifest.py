@@ -47,11 +47,13 @@ def load_manifest(path: Path) -> dict:
 
 def describe_split(manifest: dict) -> str:
     """How the build's rows were split, from its manifest (spec 1.x manifests name no rule)."""
-    from mdrbench.builders.process import SPLIT, SPLIT_DESCRIPTION
+    from mdrbench.builders.process import SPLIT, SPLIT_DESCRIPTION, SPLIT_DESCRIPTIONS
 
     rule = (manifest.get("split") or {}).get("rule")
     if rule == SPLIT["rule"]:
         return SPLIT_DESCRIPTION
+    if rule in SPLIT_DESCRIPTIONS:
+        return SPLIT_DESCRIPTIONS[rule]
     if rule is None:
         return "one 60/20/20 train/val/test split per domain, stratified by label (spec 1.x)."
     return f"rule '{rule}' (not one this mdrbench knows)."

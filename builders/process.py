@@ -34,6 +34,31 @@ SPLIT_DESCRIPTION = (
     "seeded draw of mdrbench's own."
 )
 
+# The manifest's `split` of builds made from a table, by `--split` option (builders/table.py;
+# docs/format.md).
+SPLIT_RULES = {
+    "authors": SPLIT,
+    "random": {
+        "rule": "random",
+        "train_val_test": [0.8, 0.1, 0.1],
+        "source": "Xiaopengli1/Scenario-Wise-Rec scenario_wise_rec/utils/data.py "
+        "(DataGenerator.generate_dataloader, split_ratio=[0.8, 0.1])",
+    },
+    "time": {"rule": "time-per-user", "train_val_test": [0.8, 0.1, 0.1]},
+    "given": {"rule": "given"},
+}
+SPLIT_DESCRIPTIONS = {
+    "random": "one seeded random permutation of all rows (numpy default_rng(seed)): the first "
+    "int(0.8 n) rows train, the next int(0.1 n) val, the rest test, the sizes of Scenario-Wise "
+    "Rec's `DataGenerator.generate_dataloader(split_ratio=[0.8, 0.1])` (its rows come from "
+    "torch's `random_split`, which mdrbench does not reproduce).",
+    "time-per-user": "per user, the user's rows in timestamp order (ties in input order): the "
+    "first round(0.8 m) train, up to round(0.9 m) val, the rest test (m: the user's rows; "
+    "round half up). With sampled negatives, each user's negatives are split in the same "
+    "sizes in a seeded random order.",
+    "given": "the split the source files define (see the recipe above).",
+}
+
 
 def encode_ids(
     pos: pl.DataFrame, user: str, item: str
@@ -126,11 +151,16 @@ def sample_without_replacement(m: np.ndarray, k: np.ndarray, rng: np.random.Gene
 
 
 def sample_negatives(
-    user: np.ndarray, item: np.ndarray, ratio: float, rng: np.random.Generator
+    user: np.ndarray,
+    item: np.ndarray,
+    ratio: float,
+    rng: np.random.Generator,
+    per_positive: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Negatives of one domain: for user u with n_u positive rows,
     n_neg = min(int(n_u / r), |pool \\ items_u|) items drawn uniformly without replacement
     from pool \\ items_u, where pool = items with a positive in the domain.
+    `per_positive` R (instead of r = 1/R): int(n_u * R), without 1/R's rounding.
     Returns (user, item) arrays of negatives."""
     pool = _unique(item)
     users, n_u = _unique(user, return_counts=True)
@@ -141,7 +171,10 @@ def sample_negatives(
     s_u = np.bincount(pair_user, minlength=len(users))
     m_u = len(pool) - s_u  # candidates left for each user
     # IEEE-754 double division truncated toward zero, exactly as int(n_u / r) in Python.
-    want = np.trunc(n_u.astype(np.float64) / float(ratio)).astype(np.int64)
+    if per_positive is None:
+        want = np.trunc(n_u.astype(np.float64) / float(ratio)).astype(np.int64)
+    else:
+        want = np.trunc(n_u.astype(np.float64) * float(per_positive)).astype(np.int64)
     k_u = np.minimum(want, m_u)
     owner, j = sample_without_replacement(m_u, k_u, rng)
     # Map j (index among the user's candidates) to a pool position: skip the user's own
@@ -202,8 +235,11 @@ def split_groups(group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def make_samples(pos: pl.DataFrame, ratios: list[float], seed: int) -> pl.DataFrame:
+def make_samples(
+    pos: pl.DataFrame, ratios: list[float], seed: int, per_positive: float | None = None
+) -> pl.DataFrame:
     """Positives (user_id, item_id, domain_id) -> all samples with label and split.
+    `per_positive`: R negatives per positive in every domain (`sample_negatives`).
 
     Rows come out sorted by domain, then in a seeded random order. The input's row order
     does not matter: positives are sorted first."""
@@ -216,7 +252,7 @@ def make_samples(pos: pl.DataFrame, ratios: list[float], seed: int) -> pl.DataFr
         rng = np.random.default_rng(np.random.SeedSequence([seed, d]))
         u = users[bounds[d] : bounds[d + 1]]
         i = items[bounds[d] : bounds[d + 1]]
-        nu, ni = sample_negatives(u, i, ratio, rng)
+        nu, ni = sample_negatives(u, i, ratio, rng, per_positive)
         user = np.r_[u, nu]
         item = np.r_[i, ni]
         label = np.r_[np.ones(u.size, np.int8), np.zeros(nu.size, np.int8)]

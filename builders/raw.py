@@ -142,9 +142,13 @@ def _open_error(path: Path, exc: Exception) -> RawDataError:
     )
 
 
-def read_amazon(path: Path, on_bad_lines: str = "error") -> tuple[pl.DataFrame, RawInfo]:
+def read_amazon(
+    path: Path, on_bad_lines: str = "error", unique: bool = True
+) -> tuple[pl.DataFrame, RawInfo]:
     """(reviewerID, asin, overall) rows of one `<Category>_5.json.gz`, exact duplicates of
-    the triple dropped (a pair reviewed twice with different ratings stays twice).
+    the triple dropped (a pair reviewed twice with different ratings stays twice); with
+    `unique=False` every line is kept, in file order (amazon-swr: Scenario-Wise Rec keeps
+    them).
 
     Fast path: polars reads the whole file at once. If that fails or a required field is
     missing anywhere, the file is streamed again in chunks to name the bad line (or to skip
@@ -156,13 +160,14 @@ def read_amazon(path: Path, on_bad_lines: str = "error") -> tuple[pl.DataFrame, 
         df = pl.read_ndjson(path, schema=AMAZON_SCHEMA)
         if df.null_count().sum_horizontal().item() == 0 and _ratings_ok(df["overall"]).all():
             sha, size = _sha256_and_size(path)
-            df, info = df.unique(), RawInfo(sha, size)
+            df, info = (df.unique() if unique else df), RawInfo(sha, size)
         else:
             df = None
     except (pl.exceptions.PolarsError, OSError, ValueError):
         pass
     if df is None:
         df, info = _read_amazon_streaming(path, on_bad_lines)
+        df = df.unique() if unique else df
     if df.height == 0:
         what = "is empty (0 bytes)" if info.bytes == 0 else "holds no reviews"
         raise RawDataError(
@@ -217,7 +222,7 @@ def _read_amazon_streaming(path: Path, on_bad_lines: str) -> tuple[pl.DataFrame,
     except OSError as exc:
         raise RawDataError(f"{path}: cannot read it ({exc.strerror or exc}).") from None
     df = pl.concat(frames) if frames else pl.DataFrame(schema=AMAZON_SCHEMA)
-    return df.unique(), RawInfo(hashing.sha.hexdigest(), hashing.n, bad)
+    return df, RawInfo(hashing.sha.hexdigest(), hashing.n, bad)
 
 
 # --------------------------------------------------------------------------------------
@@ -258,8 +263,10 @@ def _read_csv_checked(path: Path, columns: list[str], raw_dir: Path, on_bad_line
     return df, info
 
 
-def _commas_per_line(data: bytes, chunk: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
-    """(commas, blank) for each line of `data` (as `data.split(b"\\n")` cuts it), computed
+def _commas_per_line(
+    data: bytes, chunk: int = 1 << 24, sep: int = 44
+) -> tuple[np.ndarray, np.ndarray]:
+    """(separators: commas unless `sep` names another byte, blank) for each line of `data` (as `data.split(b"\\n")` cuts it), computed
     over newline-aligned chunks so the temporaries stay ~5x `chunk` bytes, not the file's."""
     arr = np.frombuffer(data, np.uint8)
     n = arr.size
@@ -276,7 +283,7 @@ def _commas_per_line(data: bytes, chunk: int = 1 << 24) -> tuple[np.ndarray, np.
         s, e = np.r_[0, nl + 1], np.r_[nl, part.size]
         if end < n:  # the part ends with "\n": what follows belongs to the next part
             s, e = s[:-1], e[:-1]
-        c = np.r_[0, np.cumsum(part == 44, dtype=np.int32)]
+        c = np.r_[0, np.cumsum(part == sep, dtype=np.int32)]
         commas.append((c[e] - c[s]).astype(np.int64))
         blank.append((e - s) <= (part[np.maximum(e - 1, 0)] == 13))  # "" or "\r"
         if end >= n:
@@ -285,19 +292,23 @@ def _commas_per_line(data: bytes, chunk: int = 1 << 24) -> tuple[np.ndarray, np.
     return np.concatenate(commas), np.concatenate(blank)
 
 
-def _drop_ragged(path: Path, data: bytes, n_cols: int, on_bad_lines: str) -> tuple[bytes, int]:
+def _drop_ragged(
+    path: Path, data: bytes, n_cols: int, on_bad_lines: str, sep: int = 44, header: bool = True
+) -> tuple[bytes, int]:
     """Lines (after the header) whose number of fields is not the header's: an error naming
-    the first, or (skip) dropped and counted. The files are unquoted CSV."""
-    per_line, blank = _commas_per_line(data)
+    the first, or (skip) dropped and counted. The files are unquoted CSV (`sep`: another
+    one-byte separator)."""
+    per_line, blank = _commas_per_line(data, sep=sep)
     bad = ~blank & (per_line != n_cols - 1)
-    bad[0] = False  # the header, checked by name
+    if header:
+        bad[0] = False  # the header, checked by name
     n_bad = int(bad.sum())
     if not n_bad:
         return data, 0
     if on_bad_lines == "error":
         first = int(np.flatnonzero(bad)[0])
         raise RawDataError(
-            f"{path}: line {first + 1}: {per_line[first] + 1} fields, the header has {n_cols} "
+            f"{path}: line {first + 1}: {per_line[first] + 1} fields, the format has {n_cols} "
             f"({n_bad} such lines). Fix the file, or rerun with --on-bad-lines skip to drop "
             "them (the manifest counts them)."
         )

@@ -88,8 +88,9 @@ class Dataset:
 
     def split(self, split: str = "train", *, domain_names: bool = True, lazy: bool = False):
         """One split as a polars DataFrame (`lazy=True`: a LazyFrame scanning the Parquet):
-        user_id, item_id, domain_id, label, and (`domain_names`) `domain`, the domain's
-        name as a polars Enum. The files are checked against the manifest first (`check`)."""
+        user_id, item_id, domain_id, label, the row fields, and (`domain_names`) `domain`,
+        the domain's name as a polars Enum. The files are checked against the manifest first
+        (`check`)."""
         import polars as pl
 
         self.check()
@@ -124,9 +125,28 @@ class Dataset:
         f = self.path / f"{who}_features.parquet"
         return pl.read_parquet(f) if f.is_file() else None
 
+    @property
+    def fields(self) -> list[dict]:
+        """The side fields the manifest declares (docs/format.md, "Side fields"): dicts of
+        name, kind (categorical / dense), owner (user / item / row) and cardinality."""
+        return [dict(f) for f in self.manifest.get("fields") or []]
+
+    def field_table(self, who: str = "user"):
+        """The user (item) fields as a polars DataFrame, one row per `<who>_id` (categorical:
+        int32 codes; dense: float32 in [0, 1]), or None when the build has none. Row fields
+        are columns of `split()`."""
+        import polars as pl
+
+        if who not in ("user", "item"):
+            raise UserError(f"field_table: who must be 'user' or 'item', not '{who}'")
+        self.check()
+        f = self.path / f"{who}_fields.parquet"
+        return pl.read_parquet(f) if f.is_file() else None
+
     def to_torch(self, device: str = "cpu"):
         """Tensors for training (`mdrbench.data.MDRData`): `.train`, `.val`, `.test` splits
-        with `.batches(batch_size)`, and `.info` (ids, domains, feature width)."""
+        with `.batches(batch_size)` (each batch carries the side fields by name), and
+        `.info` (ids, domains, feature width, `fields`)."""
         from mdrbench.data import load_dataset as load_tensors
 
         return load_tensors(self.path, device, check=self.verified)
@@ -156,7 +176,7 @@ def load_dataset(
     p = Path(name_or_path).expanduser()
     name = str(name_or_path)
     local = (p / "manifest.json").is_file() or (default_data_dir() / name / "manifest.json").is_file()
-    if not local and download and name in DATASETS:
+    if not local and download and name in DATASETS:  # the MAMDR five (the field's: build them)
         from mdrbench import hub
 
         try:

@@ -2,8 +2,11 @@
 
 Rows of a split are stored sorted by domain, so a domain's rows are one contiguous slice
 (`Split.rows(d)`). A batch is a dict of tensors gathered with one index tensor: `user_id`,
-`item_id`, `domain_id` (int64), `label` (float32) and, for datasets with fixed features
-(Taobao), the `user_features`/`item_features` rows of the batch. No per-sample Python.
+`item_id`, `domain_id` (int64), `label` (float32), for datasets with fixed features
+(Taobao) the `user_features`/`item_features` rows of the batch, and every declared side
+field under its own name (categorical: int64 codes; dense: float32; docs/format.md, "Side
+fields"): a user or item field gathered from its per-id table by the batch's ids, a row
+field from the split's column. No per-sample Python.
 """
 
 from __future__ import annotations
@@ -25,6 +28,17 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
+class FieldInfo:
+    """A side field the manifest declares: `kind` categorical (codes 0..cardinality-1) or
+    dense (float32, one value), `owner` user, item or row."""
+
+    name: str
+    kind: str
+    owner: str
+    cardinality: int | None = None
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     """What a model needs to know about a dataset to build itself."""
 
@@ -37,10 +51,19 @@ class DatasetInfo:
     feature_dim: int = 0  # width of the fixed user/item features; 0 = none (ids are embedded)
     manifest_sha256: str = ""
     path: str = ""
+    fields: tuple[FieldInfo, ...] = ()  # side fields, in the manifest's order
 
     @property
     def has_features(self) -> bool:
         return self.feature_dim > 0
+
+    @property
+    def categorical_fields(self) -> tuple[FieldInfo, ...]:
+        return tuple(f for f in self.fields if f.kind == "categorical")
+
+    @property
+    def dense_fields(self) -> tuple[FieldInfo, ...]:
+        return tuple(f for f in self.fields if f.kind == "dense")
 
 
 @dataclass
@@ -54,6 +77,11 @@ class Split:
     offsets: list[int]  # rows of domain d are offsets[d]:offsets[d+1]
     user_features: torch.Tensor | None = None  # float32 [n_users, F], shared with the dataset
     item_features: torch.Tensor | None = None
+    # Side fields: row fields' columns [N] of this split; user and item fields' per-id
+    # tables [n_users] / [n_items], shared with the dataset.
+    row_fields: dict[str, torch.Tensor] = field(default_factory=dict)
+    user_fields: dict[str, torch.Tensor] = field(default_factory=dict)
+    item_fields: dict[str, torch.Tensor] = field(default_factory=dict)
     # Called with the row count of every batch `take` makes (the trainer's progress bar
     # counts training rows with it during an epoch); None: nothing to call.
     on_take: Callable[[int], None] | None = field(default=None, repr=False, compare=False)
@@ -83,6 +111,12 @@ class Split:
             batch["user_features"] = self.user_features[batch["user_id"]]
         if self.item_features is not None:
             batch["item_features"] = self.item_features[batch["item_id"]]
+        for name, table in self.user_fields.items():
+            batch[name] = table[batch["user_id"]]
+        for name, table in self.item_fields.items():
+            batch[name] = table[batch["item_id"]]
+        for name, col in self.row_fields.items():
+            batch[name] = col[index]
         if self.on_take is not None:
             self.on_take(int(batch["label"].shape[0]))
         return batch
@@ -167,6 +201,8 @@ class MDRData:
         some = next(iter(self.splits.values()))
         uf = some.user_features.to(device) if some.user_features is not None else None
         itf = some.item_features.to(device) if some.item_features is not None else None
+        user_fields = {k: v.to(device) for k, v in some.user_fields.items()}
+        item_fields = {k: v.to(device) for k, v in some.item_fields.items()}
         splits = {
             name: Split(
                 s.user_id.to(device),
@@ -176,6 +212,9 @@ class MDRData:
                 list(s.offsets),
                 uf,
                 itf,
+                row_fields={k: v.to(device) for k, v in s.row_fields.items()},
+                user_fields=user_fields,
+                item_fields=item_fields,
             )
             for name, s in self.splits.items()
         }
@@ -239,6 +278,7 @@ def load_dataset(
     if feats and feats["item"].shape[1] != feature_dim:
         raise UserError(f"{folder}: user and item features differ in width")
 
+    fields = _declared_fields(manifest, folder)
     info = DatasetInfo(
         name=str(manifest.get("name", folder.name)),
         kind=str(manifest.get("kind", "")),
@@ -249,19 +289,81 @@ def load_dataset(
         feature_dim=feature_dim,
         manifest_sha256=hashlib.sha256(raw).hexdigest(),
         path=str(folder),
+        fields=fields,
     )
     device = torch.device(device)
     uf = feats["user"].to(device) if feats else None
     itf = feats["item"].to(device) if feats else None
+    owned = {
+        who: _load_owned_fields(folder, who, [f for f in fields if f.owner == who], n, device)
+        for who, n in (("user", n_users), ("item", n_items))
+    }
+    row = [f for f in fields if f.owner == "row"]
     data = MDRData(info=info, manifest=manifest)
     for split in SPLITS:
         f = folder / f"{split}.parquet"
         if not f.is_file():
             raise UserError(f"{folder}: missing {split}.parquet")
-        t = pq.read_table(f, columns=["user_id", "item_id", "domain_id", "label"])
+        names = ["user_id", "item_id", "domain_id", "label", *(x.name for x in row)]
+        try:
+            t = pq.read_table(f, columns=names)
+        except (KeyError, ValueError) as exc:  # a declared row field absent
+            raise UserError(f"{f}: lacks a column the manifest declares ({exc})") from None
         cols = {c: t.column(c).to_numpy() for c in t.column_names}
         data.splits[split] = _make_split(cols, info, uf, itf, device, f)
+        data.splits[split].user_fields = owned["user"]
+        data.splits[split].item_fields = owned["item"]
     return data
+
+
+def _declared_fields(manifest: dict, folder: Path) -> tuple[FieldInfo, ...]:
+    try:
+        fields = tuple(
+            FieldInfo(str(f["name"]), str(f["kind"]), str(f["owner"]),
+                      None if f.get("cardinality") is None else int(f["cardinality"]))  # fmt: skip
+            for f in manifest.get("fields") or []
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{folder / 'manifest.json'}: malformed 'fields' ({exc})") from None
+    for f in fields:
+        if f.kind not in ("categorical", "dense") or f.owner not in ("user", "item", "row") or (
+            f.kind == "categorical" and not (f.cardinality or 0) > 0
+        ):
+            raise UserError(f"{folder / 'manifest.json'}: field {f} is not a valid declaration")
+    return fields
+
+
+def _field_tensor(values: np.ndarray, f: FieldInfo, path: Path, device) -> torch.Tensor:
+    if f.kind == "dense":
+        v = np.array(values, dtype=np.float32, copy=True)
+        if not np.isfinite(v).all():
+            raise UserError(f"{path}: field '{f.name}' holds NaN or infinite values")
+        return torch.from_numpy(v).to(device)
+    v = np.array(values, dtype=np.int64, copy=True)
+    if v.size and (v.min() < 0 or v.max() >= f.cardinality):
+        raise UserError(f"{path}: field '{f.name}' has codes outside 0..{f.cardinality - 1}")
+    return torch.from_numpy(v).to(device)
+
+
+def _load_owned_fields(folder: Path, who: str, fields: list[FieldInfo], n: int, device) -> dict:
+    """{name: tensor [n]} of the user (item) fields, from `<who>_fields.parquet`."""
+    if not fields:
+        return {}
+    import pyarrow.parquet as pq
+
+    path = folder / f"{who}_fields.parquet"
+    if not path.is_file():
+        raise UserError(f"{folder}: missing {path.name}, which the manifest's fields need")
+    t = pq.read_table(path)
+    ids = t.column(f"{who}_id").to_numpy()
+    if len(ids) != n or not np.array_equal(ids, np.arange(n)):
+        raise UserError(f"{path}: needs one row per {who}_id 0..{n - 1}, in order")
+    out = {}
+    for f in fields:
+        if f.name not in t.column_names:
+            raise UserError(f"{path}: no column '{f.name}' (declared in the manifest)")
+        out[f.name] = _field_tensor(t.column(f.name).to_numpy(), f, path, device)
+    return out
 
 
 def _load_features(table, id_col: str, n: int, path: Path) -> torch.Tensor:
@@ -313,4 +415,9 @@ def _make_split(cols, info: DatasetInfo, uf, itf, device, path: Path) -> Split:
         offsets=offsets,
         user_features=uf,
         item_features=itf,
+        row_fields={
+            f.name: _field_tensor(cols[f.name], f, path, device)
+            for f in info.fields
+            if f.owner == "row"
+        },
     )

@@ -173,18 +173,23 @@ def card_metadata(layout: Layout) -> dict:
                 {"name": "domain_id", "dtype": {"class_label": {
                     "names": {str(d["id"]): str(d["name"]) for d in domains}}}},
                 {"name": "label", "dtype": "int8"},
+                # Row side fields are columns of the splits (docs/format.md, "Side fields").
+                *({"name": f["name"], "dtype": "int32" if f["kind"] == "categorical"
+                   else "float32"} for f in b.manifest.get("fields") or []
+                  if f["owner"] == "row"),
             ],
             "splits": [
                 {"name": split, "num_examples": int(b.manifest["totals"][f"n_{short}"])}
                 for split, short in zip(HUB_SPLITS, ("train", "val", "test"))
             ],
         })  # fmt: skip
-    # Taobao's fixed user/item feature tables: one config each (split "train": all rows).
+    # Taobao's fixed user/item feature tables, and user/item side fields: one config each
+    # (split "train": all rows).
     for b in layout.datasets:
-        for who in ("user", "item"):
-            f = f"{who}_features.parquet"
+        for who, f in ((w, f"{w}_{t}.parquet") for t in ("features", "fields")
+                       for w in ("user", "item")):  # fmt: skip
             if f in b.manifest["files"]:
-                configs.append({"config_name": f"{b.name}-{who}-features",
+                configs.append({"config_name": f"{b.name}-{who}-{f[len(who) + 1:-8]}",
                                 "data_files": [{"split": "train", "path": f"data/{b.name}/{f}"}]})  # fmt: skip
     kinds = sorted({b.manifest.get("kind", "") for b in layout.datasets})
     return {
@@ -209,6 +214,15 @@ def licence_file(datasets: list[Built]) -> str:
         parts.append(f"- {AMAZON_LICENCE}")
     if "taobao" in kinds:
         parts.append(f"- {TAOBAO_LICENCE}")
+    for b in datasets:  # the field's datasets and custom tables
+        kind = b.manifest.get("kind")
+        if kind == "custom":
+            parts.append(f"- {b.name}: the publisher's own data, under the publisher's terms.")
+        elif kind not in ("amazon", "taobao"):
+            from mdrbench.builders.specs import FIELD_DATASETS
+
+            if kind in FIELD_DATASETS:
+                parts.append(f"- {b.name}: {FIELD_DATASETS.get(kind).licence}")
     parts.append(
         "\nThe construction of the benchmarks follows MAMDR (Luo et al., ICDE 2023). "
         "mdrbench's code, which built these files, is Apache-2.0; that licence does not "
@@ -234,6 +248,13 @@ def _build_command(b: Built, spec) -> str:
     if m.get("on_bad_lines", "error") != "error":
         cmd += f" --on-bad-lines {m['on_bad_lines']}"
     return cmd
+
+
+def _labels(manifest: dict) -> str:
+    if all(d.get("ctr_ratio") is None for d in manifest["domains"]):  # a table with labels
+        return "Labels as the source gives them (1 / 0), no sampled negatives."
+    return ("Label 1 = click/review; 0 = a negative drawn per domain and user uniformly "
+            "without replacement at the domain's CTR ratio.")  # fmt: skip
 
 
 def hub_card(layout: Layout) -> str:
@@ -262,6 +283,12 @@ def hub_card(layout: Layout) -> str:
             if any(f.endswith("_features.parquet") for f in m["files"])
             else ""
         )
+        if m.get("fields"):
+            from mdrbench.builders.card import fields_table
+
+            features += ("\n- Side fields (user and item fields in `data/"
+                         f"{b.name}/<owner>_fields.parquet`, row fields in the splits):\n\n"
+                         + fields_table(m) + "\n")  # fmt: skip
         sections.append(
             f"""## {b.name}
 
@@ -271,11 +298,10 @@ def hub_card(layout: Layout) -> str:
 
 - By mdrbench {m.get("mdrbench_version", "?")} from the raw files listed below, spec version
   {m.get("spec_version", "?")}, seed {m.get("seed", "?")}: `{_build_command(b, spec)}`.
-- Negatives per domain and user drawn uniformly without replacement at the domain's CTR
-  ratio. Split: {describe_split(m)} The build's own card, `data/{b.name}/README.md`, gives
-  every step.
+- {_labels(m)} Split: {describe_split(m)} The build's own card, `data/{b.name}/README.md`,
+  gives every step.
 - Columns: `user_id` int64, `item_id` int64, `domain_id` int16 (index into the domains
-  below), `label` int8 (1 = click/review, 0 = sampled negative).{features}
+  below), `label` int8.{features}
 
 ### Statistics
 

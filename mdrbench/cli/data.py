@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from mdrbench.cli.custom import custom_options
 from mdrbench.errors import UserError
 
 
@@ -25,7 +26,7 @@ def datasets_cmd():
 
     Example: mdrbench datasets
     """
-    from mdrbench.builders.specs import DATASETS
+    from mdrbench.builders.specs import DATASETS, FIELD_DATASETS
 
     for name in DATASETS:
         spec = DATASETS.get(name)
@@ -33,6 +34,11 @@ def datasets_cmd():
         click.echo(f"{name}  [{spec.kind}, spec {spec.version}, {len(spec.domains)} domains]")
         click.echo(f"    {spec.description}")
         click.echo(f"    domains (CTR ratio): {doms}")
+    for name in FIELD_DATASETS:  # labels of their own: no CTR ratio
+        spec = FIELD_DATASETS.get(name)
+        click.echo(f"{name}  [Scenario-Wise Rec's recipe, {len(spec.domains)} domains]")
+        click.echo(f"    {spec.description}")
+        click.echo(f"    domains: {', '.join(spec.domain_names)}")
 
 
 @click.command("build")
@@ -70,13 +76,25 @@ def datasets_cmd():
 @click.option("--offline", is_flag=True, help="Never download: use only files in --raw-dir.")
 @click.option("--force", is_flag=True, help="Replace an existing dataset at OUT/NAME.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
-def build_cmd(name, raw_dir, out, domains, ctr_ratios, seed, on_bad_lines, offline, force, quiet):
-    """Build dataset NAME (see `mdrbench datasets`) as Parquet with a manifest.
+@custom_options
+def build_cmd(name, raw_dir, out, domains, ctr_ratios, seed, on_bad_lines, offline, force, quiet,
+              **custom):  # fmt: skip
+    """Build dataset NAME (see `mdrbench datasets`) as Parquet with a manifest; NAME
+    `custom` builds your own table (docs/format.md, "Your own table").
 
     Example: mdrbench build amazon-13 --raw-dir raw/ --domains "Gift Cards" --out data/
     """
     from mdrbench.atomic import new_dirs_removed_on_error
     from mdrbench.builders.build import build_dataset
+    from mdrbench.cli.custom import refuse_outside_custom, run_custom
+
+    if name == "custom":
+        with new_dirs_removed_on_error(out):
+            path = run_custom(custom, out=out, domains=_split_list(domains), seed=seed,
+                              force=force, quiet=quiet)  # fmt: skip
+        click.echo(str(path))
+        return
+    refuse_outside_custom(custom)
 
     ratios = None
     if ctr_ratios is not None:
@@ -144,7 +162,7 @@ def verify_cmd(path):
 
 
 @click.command("synth")
-@click.argument("kind", type=click.Choice(["amazon", "taobao"]))
+@click.argument("kind")
 @click.option(
     "--out",
     required=True,
@@ -167,11 +185,16 @@ def verify_cmd(path):
 @click.option("--seed", type=int, default=0, show_default=True)
 def synth_cmd(kind, out, n_domains, size, seed):
     """Write synthetic raw files in exactly the real formats (offline stand-in for the data).
+    KIND: amazon, taobao, or one of the field's datasets (movielens-1m, ...).
 
     Example: mdrbench synth taobao --out raw/ && mdrbench build taobao-10 --raw-dir raw/
     """
+    from mdrbench.builders.field import synth_field
     from mdrbench.builders.synth import synthesize
 
     size_arg = int(size) if size.isdigit() else size
+    if kind not in ("amazon", "taobao"):
+        click.echo(str(synth_field(kind, out, n_domains=n_domains, size=size_arg, seed=seed)))
+        return
     path = synthesize(kind, out, n_domains=n_domains, size=size_arg, seed=seed)
     click.echo(str(path))
