@@ -91,7 +91,10 @@ def embedding(n: int, dim: int, init_std: float, init: str = "normal") -> nn.Emb
 
 
 class Inputs(nn.Module):
-    """The three fields every model sees, each emb_dim wide: user, item, domain.
+    """The fields every model sees, each emb_dim wide, in the order of `names`: user, item,
+    domain. Models that treat fields differently (scenario fields, id fields) select them by
+    name (`index`), never by position, so a dataset with more categorical fields only adds
+    names here.
 
     Ids are embedded when the dataset has no fixed features (Amazon). With fixed features
     (Taobao) the batch's `user_features`/`item_features` are used as they are (not trained;
@@ -105,7 +108,8 @@ class Inputs(nn.Module):
     (`embedding`); the linear part is always normal.
     """
 
-    n_fields = 3
+    names: tuple[str, ...] = ("user", "item", "domain")
+    n_fields = len(names)
     TABLES = ("domain", "user", "item")  # the field tables (emb_l2)
     LINEAR = ("linear_domain", "linear_user", "linear_item", "linear_features")  # linear_l2
 
@@ -153,8 +157,18 @@ class Inputs(nn.Module):
         out.update({f"{m}.weight": linear_l2 for m in self.LINEAR if f"{m}.weight" in own})
         return out
 
+    def index(self, names: list[str] | tuple[str, ...], what: str = "fields") -> list[int]:
+        """Positions of the named fields in `fields()`; an unknown name is a UserError."""
+        bad = [n for n in names if n not in self.names]
+        if bad:
+            raise UserError(
+                f"{what}: unknown field(s) {', '.join(map(repr, bad))}; fields: "
+                f"{', '.join(self.names)}"
+            )
+        return [self.names.index(n) for n in names]
+
     def fields(self, batch: dict[str, Tensor]) -> Tensor:
-        """[B, 3, emb_dim]: user, item, domain."""
+        """[B, n_fields, emb_dim], in the order of `names`."""
         if self.has_features:
             u = self.project(batch["user_features"])
             i = self.project(batch["item_features"])
@@ -179,6 +193,18 @@ class Inputs(nn.Module):
 # ----------------------------------------------------------------------------- blocks
 
 
+class BatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d that, in training, passes a batch of one row through with its running
+    statistics instead of failing (a domain's group of a mixed batch can be one row)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] < 2:
+            return torch.nn.functional.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, eps=self.eps
+            )
+        return super().forward(x)
+
+
 def _init_linear(layer: nn.Linear) -> nn.Linear:
     # Glorot normal kernels and zero biases: DeepCTR's (TF) defaults, which the paper used.
     nn.init.xavier_normal_(layer.weight)
@@ -192,12 +218,28 @@ def linear(in_dim: int, out_dim: int, bias: bool = True) -> nn.Linear:
 
 
 class DNN(nn.Sequential):
-    """Linear -> ReLU -> Dropout for each hidden width; `out_dim` is the last width."""
+    """Linear -> ReLU -> Dropout for each hidden width; `out_dim` is the last width.
 
-    def __init__(self, in_dim: int, hidden: list[int], dropout: float):
+    `batch_norm=True` puts a BatchNorm after each Linear (Scenario-Wise Rec's MLP block:
+    scenario_wise_rec/basic/layers.py `MLP`); `act` is the activation's class; `glorot=False`
+    keeps torch's default Linear initialisation (Scenario-Wise Rec's) instead of Glorot
+    normal kernels and zero biases (DeepCTR's)."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: list[int],
+        dropout: float,
+        batch_norm: bool = False,
+        act: Callable[[], nn.Module] = nn.ReLU,
+        glorot: bool = True,
+    ):
         layers: list[nn.Module] = []
         for h in hidden:
-            layers += [linear(in_dim, h), nn.ReLU()]
+            layers.append(linear(in_dim, h) if glorot else nn.Linear(in_dim, h))
+            if batch_norm:
+                layers.append(BatchNorm(h))
+            layers.append(act())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             in_dim = h
@@ -282,6 +324,7 @@ __all__ = [
     "build_model",
     "Inputs",
     "DNN",
+    "BatchNorm",
     "Tower",
     "ExpertBank",
     "softmax_gate",
