@@ -181,8 +181,10 @@ class SARNet(MDRModel):
     `Sarnet.forward`, w_s Glorot uniform, b_s U(0, 1)); e = [shared experts(x_s),
     experts of scenario s(x_s)]; g = softmax(W_g x_s + b_g) (one gate over the transformed
     input, SWR's reading of the multi-scenario gating); logit = MLP(sum_i g_i e_i).
-    Domain-specific parts: `scale`, `shift`, `specific.<d>` (`re:^(scale|shift|specific)\\b`).
+    Domain-specific parts: `scale`, `shift`, `specific.<d>` (`domain_specific`).
     `batch_norm=true`: SWR's BatchNorms (before each expert, in the MLP)."""
+
+    domain_specific = r"re:^(scale$|shift$|specific\.)"
 
     @dataclass
     class Config(ModelConfig):
@@ -203,8 +205,7 @@ class SARNet(MDRModel):
         self.shift = nn.Parameter(torch.empty(n, d_in).uniform_(0.0, 1.0))
         self.shared = LinearExperts(c.n_shared_experts, d_in, c.expert_dim, c.batch_norm)
         self.specific = nn.ModuleList(
-            LinearExperts(c.n_specific_experts, d_in, c.expert_dim, c.batch_norm)
-            for _ in range(n)
+            LinearExperts(c.n_specific_experts, d_in, c.expert_dim, c.batch_norm) for _ in range(n)
         )
         self.gate = nn.Linear(d_in, c.n_shared_experts + c.n_specific_experts)
         self.mlp = _mlp(c.expert_dim, c.hidden, c)
@@ -309,8 +310,9 @@ class AdaSparse(MDRModel):
     basic/layers.py `Pruner`); the weighting factor pi_l by `form`:
     "binarization" 1[sigmoid(alpha v) >= eps] (straight-through gradient of sigmoid(alpha v));
     "scaling" beta sigmoid(v); "fusion" p 1[p >= eps] with p = beta sigmoid(alpha v); then
-    h_l <- h_l * pi_l. alpha grows by delta_alpha with every training forward pass (the
-    paper's annealing towards a step; a buffer: docs/models.md, "Training-time state").
+    h_l <- h_l * pi_l (beta = `factor_max`, eps = `epsilon`). alpha starts at `alpha_init`
+    and grows by `delta_alpha` with every training forward pass (the paper's annealing
+    towards a step; a buffer: docs/models.md, "Training-time state").
     `sign="sign"` is SWR's: torch.sign(. - eps) in place of the 0/1 step, so a pruned neuron
     is multiplied by -p instead of 0 (and scaling thresholds too). Domain-specific parts:
     none of its own (the pruners read the domain's embedding)."""
@@ -387,7 +389,8 @@ class AdaptDHM(MDRModel):
 
     Routing (distribution adaptation; SWR: adaptdhm.py `AdaptDHM.cal_router`): with the
     input x (gradient stopped) and unit-norm centres c_k, in training `routing_iters` times
-    r_ik = softmax_k(x_i . c_k), c_k <- normalize(beta c_k + (1 - beta) sum_i r_ik x_i); then
+    r_ik = softmax_k(x_i . c_k), c_k <- normalize(m c_k + (1 - m) sum_i r_ik x_i) (m =
+    `center_momentum`, SWR's beta); then
     row i goes to argmax_k x_i . c_k. The centres are a buffer the model updates itself in
     training forward passes (docs/models.md, "Training-time state"); evaluation only reads
     them. Each cluster's layers run on its own rows only. Domain-specific parts: none (the
@@ -450,7 +453,8 @@ class EPNet(MDRModel):
     Personalized Network"): a Gate NU fed the scenario fields and the other fields' embeddings
     (gradient stopped) scales the other fields' embeddings element-wise, then a DNN.
 
-    delta = GateNU([e_scenario, sg(E)]) (in (0, gamma)); O_ep = delta * E; logit = DNN(O_ep)
+    delta = GateNU([e_scenario, sg(E)]) (in (0, gate_scale)); O_ep = delta * E;
+    logit = DNN(O_ep)
     (SWR: epnet.py `EPNet.forward`). Domain-specific parts: none of its own (the gate reads
     the domain's embedding). SWR's EPNet has no hidden layers (it passes its layer sizes as
     the MLP's output_layer flag): `hidden=[]` is that logistic regression."""
@@ -490,7 +494,9 @@ class _PPTower(_Tower):
     def __init__(self, in_dim: int, gate_dim: int, cfg):
         super().__init__(in_dim, cfg.hidden, cfg)
         gated = [in_dim, *cfg.hidden[:-1]] if cfg.gate_at == "input" else cfg.hidden
-        self.gates = nn.ModuleList(GateNU(gate_dim, w, cfg.gate_width, cfg.gate_scale) for w in gated)
+        self.gates = nn.ModuleList(
+            GateNU(gate_dim, w, cfg.gate_width, cfg.gate_scale) for w in gated
+        )
         self.gate_at_input = cfg.gate_at == "input"
 
     def forward(self, x: Tensor, g: Tensor) -> Tensor:
@@ -512,6 +518,8 @@ class PPNet(MDRModel):
     embeddings and sg(the other fields), and the tower reads that gate input, so the other
     fields' embeddings get no gradient). Domain-specific parts: `towers.<d>` (with
     `towers="domain"`; `"shared"`: one tower, gates personalised by the ids only)."""
+
+    domain_specific = r"re:^towers\."
 
     @dataclass
     class Config(ModelConfig):
@@ -603,8 +611,8 @@ class HyperAdapter(nn.Module):
 class HAMUR(MDRModel):
     """HAMUR (Li et al., CIKM 2023): each domain's own MLP backbone with adapter cells after
     its last `adapters` hidden layers; a shared hyper-network turns each row's input into
-    the k x k matrix that, between shared low-rank factors, makes the adapters' weights
-    (`HyperAdapter`).
+    the k x k matrix (k = `rank`) that, between shared low-rank factors, makes the adapters'
+    weights (`HyperAdapter`).
 
     H = reshape(hyper-net(x), k, k) (Linear, activation per layer, its last layer included:
     SWR hamur.py `HamurSmall`, `hyper_dims + [k * k]`); backbone_d with adapters; logit.
@@ -613,6 +621,8 @@ class HAMUR(MDRModel):
     are the default here: the hyper-network's output sets the scale of every generated
     weight, and U, V start at ones. Domain-specific parts: `backbone.<d>` (and the domain
     norms' moving averages, buffers). `norm_eval="batch"` is the authors'/SWR's."""
+
+    domain_specific = r"re:^backbone\."
 
     @dataclass
     class Config(ModelConfig):
@@ -682,6 +692,8 @@ class M3oE(MDRModel):
     every row (the fusion needs them all); the domain's gate and tower run on its rows only.
     Domain-specific parts: `star.domain_weight`/`domain_bias`, `domain_experts`,
     `gate_weight`/`gate_bias` (one slice per domain), `towers.<d>`."""
+
+    domain_specific = r"re:^(star\.domain_|domain_experts\.|gate_|towers\.)"
 
     @dataclass
     class Config(ModelConfig):
