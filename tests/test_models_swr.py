@@ -447,7 +447,7 @@ def test_snapshot_restore_and_state_dict_treat_buffers_as_model_state(amazon):
         assert buffers and not buffers & set(specific_param_names(other, "all"))
 
 
-@pytest.mark.parametrize("name", ["sarnet", "ppnet", "hamur", "m3oe"])
+@pytest.mark.parametrize("name", [m for m in MODELS if MODELS.get(m).domain_specific])
 def test_mamdr_on_the_models_own_domain_specific_parts(amazon, name):
     """`specific_params=<Model.domain_specific>`: MAMDR's theta_d are exactly the model's
     per-domain parts, the finetune stage finetunes them, n_parameters counts them once."""

@@ -38,6 +38,10 @@ class MDRModel(nn.Module):
     """Base of the registered models: `Model(info, cfg=None, **overrides)`."""
 
     Config: type[ModelConfig] = ModelConfig
+    # The model's own per-domain parameters as a `specific_params` rule ("re:REGEX"), None
+    # when it has none: `--set specific_params=<it>` gives MAMDR's and DR's theta_d (and
+    # `finetune_params` the finetune stage) those parts only (docs/models.md).
+    domain_specific: str | None = None
 
     def __init__(self, info: DatasetInfo, cfg: ModelConfig | None = None, **overrides):
         super().__init__()

@@ -29,6 +29,8 @@ from mdrbench.models.base import (
 class SharedBottom(MDRModel):
     """A shared DNN, then one tower per domain."""
 
+    domain_specific = r"re:^towers\."
+
     @dataclass
     class Config(ModelConfig):
         shared_hidden: list[int] = hidden_field(512, 256, 128)
@@ -51,6 +53,8 @@ class SharedBottom(MDRModel):
 @MODELS("mmoe")
 class MMoE(MDRModel):
     """Shared experts mixed by a per-domain softmax gate, then a per-domain tower."""
+
+    domain_specific = r"re:^(gates|towers)\."
 
     @dataclass
     class Config(ModelConfig):
@@ -88,6 +92,8 @@ class PLE(MDRModel):
     mixed by the domain's gate, then the domain's tower. One level keeps a sample's cost
     independent of the number of domains (a second level's shared gate would run every
     domain's experts on every sample)."""
+
+    domain_specific = r"re:^(specific|gates|towers)\."
 
     @dataclass
     class Config(ModelConfig):
@@ -224,6 +230,8 @@ class STAR(MDRModel):
     `dropout` > 0 after each hidden layer. Its user, item and domain tables are Keras
     `layers.Embedding` with the defaults (`Star.build_emb`, `Star.build_inputs`): drawn
     uniform +-0.05 (`emb_init`, `init_std`), no L2 (`emb_l2` 0)."""
+
+    domain_specific = r"re:\.domain_(weight|bias|gamma|beta)$"
 
     @dataclass
     class Config(ModelConfig):
