@@ -232,7 +232,7 @@ def test_epnet_gate_is_two_sigmoid_by_hand():
     # stop-gradient: the gate alone sends no gradient into the user/item tables
     net.zero_grad()
     a_in = a.clone().requires_grad_(True)
-    net.gate(torch.cat([s, a_in.detach()], 1)).sum().backward()
+    net.gate(s, stopped=a_in).sum().backward()
     assert a_in.grad is None
 
 

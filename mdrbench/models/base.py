@@ -171,15 +171,26 @@ class Inputs(nn.Module):
             )
         return [self.names.index(n) for n in names]
 
-    def fields(self, batch: dict[str, Tensor]) -> Tensor:
-        """[B, n_fields, emb_dim], in the order of `names`."""
+    def embed(self, batch: dict[str, Tensor]) -> list[Tensor]:
+        """The fields one by one, each [B, emb_dim], in the order of `names`."""
         if self.has_features:
             u = self.project(batch["user_features"])
             i = self.project(batch["item_features"])
         else:
             u = self.user(batch["user_id"])
             i = self.item(batch["item_id"])
-        return torch.stack([u, i, self.domain(batch["domain_id"])], dim=1)
+        return [u, i, self.domain(batch["domain_id"])]
+
+    def fields(self, batch: dict[str, Tensor]) -> Tensor:
+        """[B, n_fields, emb_dim], in the order of `names`."""
+        return torch.stack(self.embed(batch), dim=1)
+
+    @staticmethod
+    def concat(parts: list[Tensor], index: list[int]) -> Tensor:
+        """The fields at `index` (positions in `names`) side by side, [B, len * emb_dim]: a
+        concatenation, whose backward splits (indexing a stacked tensor would fill a zero
+        gradient of all fields for each selection)."""
+        return torch.cat([parts[i] for i in index], dim=1)
 
     def linear(self, batch: dict[str, Tensor]) -> Tensor:
         """[B]: the linear logit (wide part)."""
@@ -306,12 +317,10 @@ def route(domain_id: Tensor, fn: Callable[..., Tensor], *xs: Tensor) -> Tensor:
         return fn(d, *xs)
     order = torch.argsort(domain_id, stable=True)
     counts = torch.bincount(domain_id).tolist()
-    sorted_xs = [x[order] for x in xs]
-    parts, start = [], 0
-    for d, c in enumerate(counts):
-        if c:
-            parts.append(fn(d, *[x[start : start + c] for x in sorted_xs]))
-            start += c
+    # torch.split, not one slice per domain: a slice's backward fills a zero tensor of the
+    # whole batch's size, per domain; split's backward is one concatenation
+    groups = [torch.split(x[order], counts) for x in xs]
+    parts = [fn(d, *[g[d] for g in groups]) for d, c in enumerate(counts) if c]
     out = torch.cat(parts)
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel(), device=order.device)

@@ -79,8 +79,16 @@ class GateNU(nn.Module):
         self.fc2 = nn.Linear(hidden or out_dim, out_dim)
         self.gamma = gamma
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.gamma * torch.sigmoid(self.fc2(torch.relu(self.fc1(x))))
+    def forward(self, x: Tensor, stopped: Tensor | None = None) -> Tensor:
+        """delta for the input [x, sg(stopped)]: `stopped`'s columns meet their own slice
+        of W1, so no input gradient is computed for them (the same function as
+        fc1(cat(x, stopped.detach())), without the backward matmul it would discard)."""
+        if stopped is None:
+            h = self.fc1(x)
+        else:
+            w, k = self.fc1.weight, x.shape[1]
+            h = F.linear(x, w[:, :k], self.fc1.bias) + F.linear(stopped.detach(), w[:, k:])
+        return self.gamma * torch.sigmoid(self.fc2(torch.relu(h)))
 
 
 class ExpertMLPs(nn.Module):
@@ -284,9 +292,9 @@ class M2M(MDRModel):
         self.head = nn.Linear(self.mlp.out_dim, 1)
 
     def forward(self, batch):
-        e = self.inputs.fields(batch)  # [B, F, D]
-        s = e[:, self.scenario_idx].flatten(1)
-        experts = self.experts(self.encoder(e).flatten(1))  # [B, n, h]
+        parts = self.inputs.embed(batch)
+        s = self.inputs.concat(parts, self.scenario_idx)
+        experts = self.experts(self.encoder(torch.stack(parts, dim=1)).flatten(1))  # [B, n, h]
         b, n, h = experts.shape
         z, t = self.scenario_mlp(s), self.task_mlp(s)
         q = torch.cat([experts, t.unsqueeze(1).expand(b, n, h)], dim=2)  # [B, n, 2h]
@@ -368,9 +376,9 @@ class AdaSparse(MDRModel):
         if self.training:
             with torch.no_grad():
                 self.alpha.add_(self.cfg.delta_alpha)
-        e = self.inputs.fields(batch)
-        s = e[:, self.scenario_idx].flatten(1)
-        a = e[:, self.agnostic_idx].flatten(1)
+        parts = self.inputs.embed(batch)
+        s = self.inputs.concat(parts, self.scenario_idx)
+        a = self.inputs.concat(parts, self.agnostic_idx)
         h = torch.cat([s, a * self.factors(0, s, a)], dim=1)
         for i, layer in enumerate(self.layers):
             h = layer(h)
@@ -481,10 +489,10 @@ class EPNet(MDRModel):
         self.head = nn.Linear(self.mlp.out_dim, 1)
 
     def forward(self, batch):
-        e = self.inputs.fields(batch)
-        s = e[:, self.scenario_idx].flatten(1)
-        a = e[:, self.agnostic_idx].flatten(1)
-        delta = self.gate(torch.cat([s, a.detach()], dim=1))
+        parts = self.inputs.embed(batch)
+        s = self.inputs.concat(parts, self.scenario_idx)
+        a = self.inputs.concat(parts, self.agnostic_idx)
+        delta = self.gate(s, stopped=a)
         return self.head(self.mlp(a * delta)).squeeze(-1)
 
 
@@ -499,9 +507,11 @@ class _PPTower(_Tower):
         )
         self.gate_at_input = cfg.gate_at == "input"
 
-    def forward(self, x: Tensor, g: Tensor) -> Tensor:
+    def forward(self, x: Tensor, g: Tensor, stopped: Tensor) -> Tensor:
+        """The gates read [g, sg(stopped)]."""
         for layer, gate in zip(self.layers, self.gates):
-            x = layer(x * gate(g)) if self.gate_at_input else layer(x) * gate(g)
+            delta = gate(g, stopped)
+            x = layer(x * delta) if self.gate_at_input else layer(x) * delta
         return self.head(x).squeeze(-1)
 
 
@@ -551,16 +561,17 @@ class PPNet(MDRModel):
         self.towers = nn.ModuleList(_PPTower(tower_dim, gate_dim, c) for _ in range(n))
 
     def forward(self, batch):
-        e = self.inputs.fields(batch)
-        ids = e[:, self.id_idx].flatten(1)
-        if self.cfg.inputs == "paper":
-            x = e.flatten(1)
-            g = torch.cat([ids, x.detach()], dim=1)
-        else:
-            x = g = torch.cat([ids, e[:, self.other_idx].flatten(1).detach()], dim=1)
+        parts = self.inputs.embed(batch)
+        ids = self.inputs.concat(parts, self.id_idx)
+        if self.cfg.inputs == "paper":  # gates: [ids, sg(all fields)]; tower: all fields
+            x = torch.cat(parts, dim=1)
+            stopped = x.detach()
+        else:  # gates and tower: [ids, sg(the other fields)]
+            stopped = self.inputs.concat(parts, self.other_idx).detach()
+            x = torch.cat([ids, stopped], dim=1)
         if len(self.towers) == 1:
-            return self.towers[0](x, g)
-        return route(batch["domain_id"], lambda d, x, g: self.towers[d](x, g), x, g)
+            return self.towers[0](x, ids, stopped)
+        return route(batch["domain_id"], lambda d, *t: self.towers[d](*t), x, ids, stopped)
 
 
 # ----------------------------------------------------------------------------- HAMUR
@@ -688,7 +699,9 @@ class M3oE(MDRModel):
     fused = S + sigmoid(w_exp) (sigmoid(w_bal) D_d + (1 - sigmoid(w_bal)) / (n - 1)
     sum_{j != d} D_j); logit = tower_d(fused) (SWR: m3oe.py `M3oE.forward`, `Weights` with
     softmax_type 3: sigmoid of a scalar started at exp_d, bal_d). `hidden`: [STAR width,
-    representation width, expert widths...] as SWR's fcn_dims. Every domain expert runs on
+    representation width, expert widths...]; SWR's fcn_dims repeats the representation
+    width as the experts' input ([128, 64, 64, 32] there is [128, 64, 32] here: experts of
+    one layer 64 -> 32; baselines/swr_profile.json). Every domain expert runs on
     every row (the fusion needs them all); the domain's gate and tower run on its rows only.
     Domain-specific parts: `star.domain_weight`/`domain_bias`, `domain_experts`,
     `gate_weight`/`gate_bias` (one slice per domain), `towers.<d>`."""
@@ -708,7 +721,7 @@ class M3oE(MDRModel):
         if len(c.hidden) < 3:
             raise UserError(
                 "m3oe: hidden needs at least 3 sizes: [STAR width, representation width, "
-                f"expert widths...] (SWR's fcn_dims), got {c.hidden}"
+                f"expert widths...], got {c.hidden}"
             )
         n = info.n_domains
         self.inputs = Inputs(info, c.emb_dim, c.init_std)
@@ -729,6 +742,14 @@ class M3oE(MDRModel):
             for _ in range(n)
         )
 
+    def gate_logits(self, r: Tensor, d: Tensor) -> Tensor:
+        """Each row's logits from its domain's gate: every domain's gate in one matmul
+        (n x n_experts outputs a row, a few dozen), then the row's domain's picked."""
+        n, rep, e = self.gate_weight.shape
+        every = (r @ self.gate_weight.permute(1, 0, 2).reshape(rep, n * e)).view(-1, n, e)
+        own = torch.gather(every, 1, d.view(-1, 1, 1).expand(-1, 1, e)).squeeze(1)
+        return own + self.gate_bias[d]
+
     def fusion_weights(self) -> tuple[Tensor, Tensor]:
         """(weight of the domain part, weight of the own domain's expert within it)."""
         return torch.sigmoid(self.w_exp), torch.sigmoid(self.w_bal)
@@ -737,9 +758,7 @@ class M3oE(MDRModel):
         d = batch["domain_id"]
         x = self.inputs.fields(batch).flatten(1)
         r = self.star_mlp(route(d, self.star, x)) + self.skip(x)
-        g = torch.softmax(
-            torch.einsum("bi,bie->be", r.detach(), self.gate_weight[d]) + self.gate_bias[d], -1
-        )
+        g = torch.softmax(self.gate_logits(r.detach(), d), dim=-1)
         shared = (g.unsqueeze(-1) * self.experts(r)).sum(dim=1)
         dom = self.domain_experts(r)  # [B, n, width]
         own = dom[torch.arange(len(d), device=d.device), d]
