@@ -31,7 +31,15 @@ from torch import Tensor, nn
 from mdrbench.baselines import swr
 from mdrbench.config import ModelConfig
 from mdrbench.errors import UserError
-from mdrbench.models.base import DNN, MODELS, BatchNorm, Inputs, MDRModel, route
+from mdrbench.models.base import (
+    DNN,
+    MODELS,
+    BatchNorm,
+    Inputs,
+    MDRModel,
+    group_by_domain,
+    route,
+)
 from mdrbench.models.multi import PartitionedNorm, StarLinear
 
 # ----------------------------------------------------------------------------- blocks
@@ -220,13 +228,15 @@ class SARNet(MDRModel):
         self.head = nn.Linear(self.mlp.out_dim, 1)
 
     def forward(self, batch):
+        batch, inverse = group_by_domain(batch)
         d = batch["domain_id"]
         xs = self.inputs.fields(batch).flatten(1) * self.scale[d] + self.shift[d]
         specific = route(d, lambda k, rows: self.specific[k](rows), xs)
         experts = torch.cat([self.shared(xs), specific], dim=1)  # [B, S + P, expert_dim]
         g = torch.softmax(self.gate(xs), dim=-1)
         mixed = (g.unsqueeze(-1) * experts).sum(dim=1)
-        return self.head(self.mlp(mixed)).squeeze(-1)
+        out = self.head(self.mlp(mixed)).squeeze(-1)
+        return out if inverse is None else out[inverse]
 
 
 # ----------------------------------------------------------------------------- M2M
@@ -561,6 +571,13 @@ class PPNet(MDRModel):
         self.towers = nn.ModuleList(_PPTower(tower_dim, gate_dim, c) for _ in range(n))
 
     def forward(self, batch):
+        if len(self.towers) > 1:
+            batch, inverse = group_by_domain(batch)
+            out = self._forward(batch)
+            return out if inverse is None else out[inverse]
+        return self._forward(batch)
+
+    def _forward(self, batch):
         parts = self.inputs.embed(batch)
         ids = self.inputs.concat(parts, self.id_idx)
         if self.cfg.inputs == "paper":  # gates: [ids, sg(all fields)]; tower: all fields
@@ -674,10 +691,12 @@ class HAMUR(MDRModel):
         return tower.head(x).squeeze(-1)
 
     def forward(self, batch):
+        batch, inverse = group_by_domain(batch)  # H is k * k floats a row: never gathered
         x = self.inputs.fields(batch).flatten(1)
         k = self.cfg.rank
         hyper = self.hyper(x).view(-1, k, k)
-        return route(batch["domain_id"], self._domain, x, hyper)
+        out = route(batch["domain_id"], self._domain, x, hyper)
+        return out if inverse is None else out[inverse]
 
 
 # ----------------------------------------------------------------------------- M3oE
@@ -755,6 +774,11 @@ class M3oE(MDRModel):
         return torch.sigmoid(self.w_exp), torch.sigmoid(self.w_bal)
 
     def forward(self, batch):
+        batch, inverse = group_by_domain(batch)
+        out = self._forward(batch)
+        return out if inverse is None else out[inverse]
+
+    def _forward(self, batch):
         d = batch["domain_id"]
         x = self.inputs.fields(batch).flatten(1)
         r = self.star_mlp(route(d, self.star, x)) + self.skip(x)
