@@ -25,7 +25,7 @@ from mdrbench.config import TrainConfig
 from mdrbench.data import DatasetInfo
 from mdrbench.errors import UserError
 from mdrbench.frameworks import FRAMEWORKS, Context, specific_param_names
-from mdrbench.frameworks.meta import Snapshot
+from mdrbench.frameworks.params import Snapshot
 from mdrbench.models import MODELS, build_model
 from mdrbench.trainer import train
 
@@ -503,7 +503,7 @@ def test_swr_profile_is_the_configs_defaults_and_its_reference_builds(amazon):
         ("epnet", {"scenario_fields": ["shop"]}, "scenario_fields: unknown field(s) 'shop'"),
         ("adasparse", {"scenario_fields": ["user", "item", "domain"]}, "leave at least one"),
         ("ppnet", {"id_fields": []}, "name at least one field"),
-        ("adasparse", {"form": "soft"}, "form: expected one of binarization"),
+        ("adasparse", {"form": "soft"}, "form: expected one of 'binarization', 'scaling'"),
         ("hamur", {"adapters": 3}, "an adapter cell follows a hidden layer"),
         ("m3oe", {"hidden": [8, 4]}, "at least 3 sizes"),
         ("m2m", {"heads": 3}, "divisible by heads"),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,11 +44,6 @@ from mdrbench.models.base import (
 from mdrbench.models.multi import PartitionedNorm, StarLinear
 
 # ----------------------------------------------------------------------------- blocks
-
-
-def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise UserError(f"{name}: expected one of {', '.join(valid)}, got {value!r}")
 
 
 def _mlp(in_dim: int, hidden: list[int], cfg, act=nn.ReLU, dropout: float | None = None) -> DNN:
@@ -214,7 +210,7 @@ class SARNet(MDRModel):
         super().__init__(info, cfg, **overrides)
         c = self.cfg
         n = info.n_domains
-        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
         d_in = self.inputs.out_dim
         bound = math.sqrt(6.0 / (d_in + 1))  # Glorot uniform of SWR's (1, d_in) weight
         self.scale = nn.Parameter(torch.empty(n, d_in).uniform_(-bound, bound))
@@ -277,7 +273,7 @@ class M2M(MDRModel):
         c = self.cfg
         if c.emb_dim % c.heads:
             raise UserError(f"m2m: emb_dim {c.emb_dim} must be divisible by heads {c.heads}")
-        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
         self.scenario_idx, _ = _split(self.inputs, c.scenario_fields, "scenario_fields")
         layer = nn.TransformerEncoderLayer(
             c.emb_dim, c.heads, c.ff_dim, c.transformer_dropout, batch_first=True
@@ -338,21 +334,19 @@ class AdaSparse(MDRModel):
     @dataclass
     class Config(ModelConfig):
         hidden: list[int] = swr.default("adasparse", "hidden")
-        form: str = swr.default("adasparse", "form")  # binarization | scaling | fusion
+        form: Literal["binarization", "scaling", "fusion"] = swr.default("adasparse", "form")
         epsilon: float = swr.default("adasparse", "epsilon")
         factor_max: float = swr.default("adasparse", "factor_max")  # beta
         alpha_init: float = swr.default("adasparse", "alpha_init")
         delta_alpha: float = swr.default("adasparse", "delta_alpha")
-        sign: str = "step"  # step (0/1: a pruned neuron is 0) | sign (SWR: torch.sign)
+        sign: Literal["step", "sign"] = "step"  # step: a pruned neuron is 0; SWR: torch.sign
         scenario_fields: list[str] = swr.default("adasparse", "scenario_fields")
         batch_norm: bool = False  # SWR: true (adasparse.py AdaSparse.__init__)
 
     def __init__(self, info, cfg=None, **overrides):
         super().__init__(info, cfg, **overrides)
         c = self.cfg
-        _choice("form", c.form, ("binarization", "scaling", "fusion"))
-        _choice("sign", c.sign, ("step", "sign"))
-        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
         self.scenario_idx, self.agnostic_idx = _split(
             self.inputs, c.scenario_fields, "scenario_fields"
         )
@@ -428,7 +422,7 @@ class AdaptDHM(MDRModel):
         c = self.cfg
         if not 0.0 <= c.center_momentum <= 1.0:
             raise UserError(f"center_momentum: from 0 to 1, got {c.center_momentum}")
-        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
         sizes = [self.inputs.out_dim, *c.hidden, 1]
         gain = nn.init.calculate_gain("relu")  # SWR: xavier_uniform_(gain=relu's)
         self.layers = nn.ModuleList(
@@ -488,7 +482,7 @@ class EPNet(MDRModel):
     def __init__(self, info, cfg=None, **overrides):
         super().__init__(info, cfg, **overrides)
         c = self.cfg
-        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
         self.scenario_idx, self.agnostic_idx = _split(
             self.inputs, c.scenario_fields, "scenario_fields"
         )
@@ -547,20 +541,17 @@ class PPNet(MDRModel):
         gate_scale: float = swr.default("ppnet", "gate_scale")  # gamma
         gate_width: int | None = None  # Gate NU hidden width; None: its output width (SWR)
         id_fields: list[str] = swr.default("ppnet", "id_fields")
-        towers: str = swr.default("ppnet", "towers")  # domain | shared
-        gate_at: str = "input"  # input (paper) | output (SWR)
-        inputs: str = "paper"  # paper | swr
+        towers: Literal["domain", "shared"] = swr.default("ppnet", "towers")
+        gate_at: Literal["input", "output"] = "input"  # input: the paper's; output: SWR's
+        inputs: Literal["paper", "swr"] = "paper"
         batch_norm: bool = False  # SWR: true (basic/layers.py MLP)
 
     def __init__(self, info, cfg=None, **overrides):
         super().__init__(info, cfg, **overrides)
         c = self.cfg
-        _choice("towers", c.towers, ("domain", "shared"))
-        _choice("gate_at", c.gate_at, ("input", "output"))
-        _choice("inputs", c.inputs, ("paper", "swr"))
         if not c.hidden:
             raise UserError("ppnet: hidden needs at least one layer (the gates scale layers)")
-        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
         self.id_idx, self.other_idx = _split(self.inputs, c.id_fields, "id_fields")
         ids = len(self.id_idx) * c.emb_dim
         if c.inputs == "paper":
@@ -659,20 +650,19 @@ class HAMUR(MDRModel):
         rank: int = swr.default("hamur", "rank")  # k
         adapter_dim: int = swr.default("hamur", "adapter_dim")
         adapters: int = swr.default("hamur", "adapters")
-        norm_eval: str = "running"  # running (moving averages) | batch (SWR)
+        norm_eval: Literal["running", "batch"] = "running"  # batch: SWR's
         batch_norm: bool = swr.default("hamur", "batch_norm")  # the authors' code
 
     def __init__(self, info, cfg=None, **overrides):
         super().__init__(info, cfg, **overrides)
         c = self.cfg
-        _choice("norm_eval", c.norm_eval, ("running", "batch"))
         if c.adapters > len(c.hidden):
             raise UserError(
                 f"hamur: adapters={c.adapters} but hidden has {len(c.hidden)} layers "
                 "(an adapter cell follows a hidden layer)"
             )
         n = info.n_domains
-        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
         d_in = self.inputs.out_dim
         self.hyper = _mlp(d_in, [*c.hyper_hidden, c.rank * c.rank], c, dropout=0.0)
         self.backbone = nn.ModuleList(_Tower(d_in, c.hidden, c) for _ in range(n))
@@ -743,7 +733,7 @@ class M3oE(MDRModel):
                 f"expert widths...], got {c.hidden}"
             )
         n = info.n_domains
-        self.inputs = Inputs(info, c.emb_dim, c.init_std)
+        self.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
         d_in = self.inputs.out_dim
         star, rep, experts = c.hidden[0], c.hidden[1], c.hidden[2:]
         self.star = StarLinear(n, d_in, star)  # SWR: Glorot uniform shared and slot weights
