@@ -544,3 +544,5 @@ def test_eval_on_tiny_taobao10_writes_a_finite_test_auc(taobao10, tmp_path, name
     rec = json.loads(path.read_text())
     assert math.isfinite(rec["metrics"]["test"]["auc_mean"])
     assert len(rec["metrics"]["test"]["domains"]) == 10
+    # the paper profile's method-level entries applied, but the paper never ran the model
+    assert rec["config"]["profile"]["model_covered"] is False and rec["track"] == "custom"
