@@ -64,6 +64,25 @@ def _split(inputs: Inputs, names: list[str], what: str) -> tuple[list[int], list
     return chosen, rest
 
 
+def _scenario_inputs(model: MDRModel, info) -> tuple[int, int]:
+    """Give `model` its `inputs` and the positions of its scenario fields and of the
+    others (`scenario_idx`, `agnostic_idx`); returns their widths."""
+    c = model.cfg
+    model.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
+    model.scenario_idx, model.agnostic_idx = _split(
+        model.inputs, c.scenario_fields, "scenario_fields"
+    )
+    return len(model.scenario_idx) * c.emb_dim, len(model.agnostic_idx) * c.emb_dim
+
+
+def _scenario_parts(model: MDRModel, batch) -> tuple[Tensor, Tensor]:
+    """The batch's scenario fields and its other fields, each concatenated."""
+    parts = model.inputs.embed(batch)
+    return model.inputs.concat(parts, model.scenario_idx), model.inputs.concat(
+        parts, model.agnostic_idx
+    )
+
+
 def _uniform(shape: tuple[int, ...], fan_in: int) -> nn.Parameter:
     """torch's default Linear initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for a
     weight or bias of any shape (a bank of layers stored as one tensor)."""
@@ -346,12 +365,7 @@ class AdaSparse(MDRModel):
     def __init__(self, info, cfg=None, **overrides):
         super().__init__(info, cfg, **overrides)
         c = self.cfg
-        self.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
-        self.scenario_idx, self.agnostic_idx = _split(
-            self.inputs, c.scenario_fields, "scenario_fields"
-        )
-        s_dim = len(self.scenario_idx) * c.emb_dim
-        a_dim = len(self.agnostic_idx) * c.emb_dim
+        s_dim, a_dim = _scenario_inputs(self, info)
         sizes = [s_dim + a_dim, *c.hidden]
         self.layers = nn.ModuleList(_mlp(a, [b], c) for a, b in zip(sizes[:-1], sizes[1:]))
         widths = [a_dim, *c.hidden]  # what each pruner weighs
@@ -380,9 +394,7 @@ class AdaSparse(MDRModel):
         if self.training:
             with torch.no_grad():
                 self.alpha.add_(self.cfg.delta_alpha)
-        parts = self.inputs.embed(batch)
-        s = self.inputs.concat(parts, self.scenario_idx)
-        a = self.inputs.concat(parts, self.agnostic_idx)
+        s, a = _scenario_parts(self, batch)
         h = torch.cat([s, a * self.factors(0, s, a)], dim=1)
         for i, layer in enumerate(self.layers):
             h = layer(h)
@@ -482,20 +494,13 @@ class EPNet(MDRModel):
     def __init__(self, info, cfg=None, **overrides):
         super().__init__(info, cfg, **overrides)
         c = self.cfg
-        self.inputs = Inputs(info, c.emb_dim, c.init_std, init=c.emb_init)
-        self.scenario_idx, self.agnostic_idx = _split(
-            self.inputs, c.scenario_fields, "scenario_fields"
-        )
-        s_dim = len(self.scenario_idx) * c.emb_dim
-        a_dim = len(self.agnostic_idx) * c.emb_dim
+        s_dim, a_dim = _scenario_inputs(self, info)
         self.gate = GateNU(s_dim + a_dim, a_dim, c.gate_width, c.gate_scale)
         self.mlp = _mlp(a_dim, c.hidden, c)
         self.head = nn.Linear(self.mlp.out_dim, 1)
 
     def forward(self, batch):
-        parts = self.inputs.embed(batch)
-        s = self.inputs.concat(parts, self.scenario_idx)
-        a = self.inputs.concat(parts, self.agnostic_idx)
+        s, a = _scenario_parts(self, batch)
         delta = self.gate(s, stopped=a)
         return self.head(self.mlp(a * delta)).squeeze(-1)
 
