@@ -69,6 +69,13 @@ def method_model_matrix(dataset: str = "taobao-10") -> dict[tuple[str, str], flo
     return {(e.model, e.method): e.auc for e in entries(dataset, tables=("X",))}
 
 
+def paper_models() -> tuple[str, ...]:
+    """The models the paper ran (Table V), the only ones its profile covers: another
+    registered model gets the profile's method-level entries (MAMDR's k, ...), but its
+    results are not on the paper track (`track.profile_track`)."""
+    return tuple(load()["model_names"])
+
+
 def display_name(kind: str, name: str) -> str:
     """The paper's spelling of a model or method name ('nfm' -> 'NeurFM'), else `name`."""
     return load()[f"{kind}_names"].get(name, name)

@@ -13,6 +13,24 @@ def status_mib(key: str) -> float:
     return float("nan")
 
 
+def built_dataset(work, size: int):
+    """A synthetic built amazon-6 (`synthesize` + `build_dataset`, seed 0) of `size`
+    positives, cached under `work`; its folder."""
+    from pathlib import Path
+
+    from mdrbench.builders.build import build_dataset
+    from mdrbench.builders.synth import synthesize
+
+    folder = Path(work) / f"data-{size}" / "amazon-6"
+    if (folder / "manifest.json").is_file():
+        return folder
+    raw = Path(work) / f"raw-{size}"
+    synthesize("amazon", raw, n_domains=6, size=size, seed=0)
+    return build_dataset(
+        "amazon-6", raw_dir=raw, out=Path(work) / f"data-{size}", seed=0, offline=True, force=True
+    )
+
+
 def subset_train(data, rows: int, seed: int = 0) -> None:
     """Keep `rows` random training rows (0 or more than there are: all), still sorted by
     domain as the format stores them."""

@@ -31,21 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/bench_common.py
-from bench_common import deepctr_fit, deepctr_mlp, subset_train  # noqa: E402
-
-
-def built_dataset(work: Path, size: int) -> Path:
-    from mdrbench.builders.build import build_dataset
-    from mdrbench.builders.synth import synthesize
-
-    folder = work / f"data-{size}" / "amazon-6"
-    if (folder / "manifest.json").is_file():
-        return folder
-    raw = work / f"raw-{size}"
-    synthesize("amazon", raw, n_domains=6, size=size, seed=0)
-    return build_dataset(
-        "amazon-6", raw_dir=raw, out=work / f"data-{size}", seed=0, offline=True, force=True
-    )
+from bench_common import built_dataset, deepctr_fit, deepctr_mlp, subset_train  # noqa: E402
 
 
 def mdrbench_epoch(data, sparse: bool) -> float:

@@ -45,7 +45,9 @@ SITE_MARKER = ".mdrbench-site.json"
 # Methods in the paper's order (Table X), then anything else alphabetically.
 METHOD_ORDER = ["joint", "alternate", "finetune", "separate", "weighted_loss", "pcgrad", "maml",
                 "reptile", "mldg", "dn", "dr", "mamdr"]  # fmt: skip
-MODEL_ORDER = ["mlp", "wdl", "nfm", "autoint", "deepfm", "shared_bottom", "mmoe", "ple", "star"]
+# Models in the paper's order (Table V), then issue 20's in Scenario-Wise Rec's order.
+MODEL_ORDER = ["mlp", "wdl", "nfm", "autoint", "deepfm", "shared_bottom", "mmoe", "ple", "star",
+               "sarnet", "m2m", "adasparse", "adaptdhm", "epnet", "ppnet", "hamur", "m3oe"]  # fmt: skip
 
 
 def h(x) -> str:

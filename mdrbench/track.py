@@ -33,10 +33,13 @@ def is_trial(obj: Any) -> bool:
 
 def profile_track(profile: Mapping | None) -> str:
     """"paper" when the recorded profile (`RunConfig.profile`) is the paper profile, it
-    set something, and nothing it set was replaced; else "custom"."""
+    set something, nothing it set was replaced, and it covers the model (the paper ran it:
+    `model_covered` is not false); else "custom"."""
     if not isinstance(profile, Mapping) or profile.get("name") != "paper":
         return "custom"
     if not profile.get("applied") or profile.get("overridden"):
+        return "custom"
+    if profile.get("model_covered") is False:
         return "custom"
     return "paper"
 

@@ -86,7 +86,7 @@ def resolve_config(
     method) (baselines/paper_configs.json; nothing for a dataset name the benchmark does
     not have); then `overrides` (name -> value or string), type-checked. `profile="none"`:
     mdrbench's defaults only. What the profile set is recorded in `run.profile`."""
-    from mdrbench.baselines.paper import PROFILES, profile_settings
+    from mdrbench.baselines.paper import PROFILES, paper_models, profile_settings
 
     if profile not in PROFILES:
         raise UserError(f"--profile: expected one of {', '.join(PROFILES)}, got '{profile}'")
@@ -116,6 +116,8 @@ def resolve_config(
     }
     if replaced:
         run.profile["overridden"] = replaced
+    if applied and isinstance(model, str) and model not in paper_models():
+        run.profile["model_covered"] = False  # the paper never ran it: not the paper track
     t = run.train
     for name, value, low in (
         ("batch_size", t.batch_size, 1),

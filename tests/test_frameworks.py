@@ -147,7 +147,13 @@ def test_dn_shuffles_the_domain_order_every_epoch():
     assert len(set(orders)) > 1
 
 
-@pytest.mark.parametrize("model", ["mlp", "star"])
+# MLP, STAR, and issue 20's models (their buffers: BatchNorm and partitioned-norm moving
+# averages, AdaptDHM's centres, AdaSparse's alpha, move identically in both)
+BETA_ONE_MODELS = ["mlp", "star", "sarnet", "m2m", "adasparse", "adaptdhm", "epnet", "ppnet",
+                   "hamur", "m3oe"]  # fmt: skip
+
+
+@pytest.mark.parametrize("model", BETA_ONE_MODELS)
 def test_dn_with_beta_one_is_alternate_training(amazon, model):
     """Same seed, same data order (alternate, which shuffles the domain order every epoch
     by default as the authors' baselines, draws the epoch's domain order, then each
@@ -156,20 +162,33 @@ def test_dn_with_beta_one_is_alternate_training(amazon, model):
     only: theta - 1 * (theta - theta~) is theta~ up to its last bit. DN without its
     finetune stage (`finetune=false`): the pure algorithm."""
     common = tiny_overrides(model, epochs=4, patience=10)
+    # A weight whose gradient is zero in exact arithmetic gets rounding noise, and Adam makes
+    # noise a step of about lr, differently in the two runs. Normalisation makes such
+    # weights: HAMUR's default BatchNorms on batches of one domain (every weight that reads
+    # the domain's embedding), so it runs without them here, and its adapter's b_up, which
+    # the domain norm subtracts again: it and the norm's moving mean are not compared, and
+    # the norm evaluates with batch statistics (norm_eval=batch), where b_up cancels.
+    # (HAMUR's adapter weights start at ones: sums of many terms, rounding grows to ~1e-6.)
+    skip: tuple[str, ...] = ()
+    loss_tol = 1e-6
+    if model == "hamur":
+        common.update(batch_norm=False, norm_eval="batch")
+        skip, loss_tol = ("b_up", "norm.running_mean"), 1e-5
     alt = train(amazon, model, "alternate", overrides=common)
     dn = train(amazon, model, "dn", overrides={**common, "beta": 1.0, "finetune": False})
     assert [h["val_auc"] for h in alt.history] == [h["val_auc"] for h in dn.history]
     assert [h["samples"] for h in alt.history] == [h["samples"] for h in dn.history]
     a, b = alt.framework.model.state_dict(), dn.framework.model.state_dict()
     assert list(a) == list(b)
-    for k in a:  # STAR's partitioned norm divides by small variances: rounding grows
+    for k in (k for k in a if not k.endswith(skip)):  # STAR's partitioned norm divides by
+        # small variances: rounding grows
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6 if model == "mlp" else 1e-4)
     for split in ("val", "test"):
         ma, md = alt.record["metrics"][split], dn.record["metrics"][split]
         assert ma["auc_mean"] == md["auc_mean"]  # AUC: exactly (same ranking of the rows)
         for name, m in ma["domains"].items():
             assert m["auc"] == md["domains"][name]["auc"]
-            assert m["logloss"] == pytest.approx(md["domains"][name]["logloss"], abs=1e-6)
+            assert m["logloss"] == pytest.approx(md["domains"][name]["logloss"], abs=loss_tol)
     # ...and beta < 1 is not alternate training
     other = train(amazon, model, "dn", overrides={**common, "beta": 0.5, "finetune": False})
     assert [h["val_auc"] for h in other.history] != [h["val_auc"] for h in alt.history]

@@ -26,9 +26,20 @@ MODELS_TESTED = (
     "mmoe",
     "ple",
     "star",
+    # issue 20 (mdrbench/models/scenario.py; their own tests: tests/test_models_swr.py)
+    "sarnet",
+    "m2m",
+    "adasparse",
+    "adaptdhm",
+    "epnet",
+    "ppnet",
+    "hamur",
+    "m3oe",
 )
 FRAMEWORKS_TESTED = ("joint", "alternate", "finetune", "separate")
-MULTI_DOMAIN = {"shared_bottom", "mmoe", "ple", "star"}
+# models with parameters of each domain's own (the others of issue 20 read the domain only
+# through its embedding: tests/test_models_swr.py checks that their rows are independent)
+MULTI_DOMAIN = {"shared_bottom", "mmoe", "ple", "star", "sarnet", "ppnet", "hamur", "m3oe"}
 
 
 def _check_record(rec, data):

@@ -1,8 +1,9 @@
 """Every registered model and framework has a test: a name registered without being listed
 in a test module's hand-written MODELS_TESTED / FRAMEWORKS_TESTED fails here.
 
-Any tests/test_*.py may define those tuples (tests/test_models.py: the nine models x the
-basic frameworks; tests/test_frameworks.py: issue 4's frameworks); they are united here.
+Any tests/test_*.py may define those tuples (tests/test_models.py: the seventeen models x
+the basic frameworks; tests/test_models_swr.py: issue 20's eight models' own tests;
+tests/test_frameworks.py: issue 4's frameworks); they are united here.
 """
 
 from __future__ import annotations
@@ -47,8 +48,15 @@ def test_every_registered_framework_is_tested():
 
 
 def test_registered_models_have_paper_defaults():
-    """Defaults = the paper's hyperparameters (benchmark-spec.md, Training protocol)."""
+    """Defaults = the paper's hyperparameters (benchmark-spec.md, Training protocol); issue
+    20's models: Scenario-Wise Rec's (baselines/swr_profile.json), with mdrbench's common
+    emb_dim and dropout."""
+    from mdrbench.baselines import swr
+
     cfg = {name: MODELS.get(name).Config() for name in MODELS}
+    assert set(swr.models()) <= set(cfg)
+    for name in swr.models():
+        assert {k: getattr(cfg[name], k) for k in swr.defaults(name)} == swr.defaults(name)
     assert all(c.emb_dim == 128 for c in cfg.values())
     # dropout 0.5, except STAR: the authors' STAR configs have none (config/*/star*.json)
     assert all(c.dropout == (0.0 if n == "star" else 0.5) for n, c in cfg.items())

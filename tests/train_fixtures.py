@@ -32,7 +32,20 @@ TINY = {
     "n_specific_experts": 2,
     "heads": 2,
     "att_layers": 1,
+    # issue 20's models (mdrbench/models/scenario.py)
+    "n_shared_experts": 2,
+    "n_experts": 2,
+    "expert_dim": 4,
+    "encoder_layers": 1,
+    "ff_dim": 8,
+    "hyper_hidden": [8],
+    "rank": 3,
+    "adapter_dim": 4,
+    "n_clusters": 2,
 }
+# Where a model needs another tiny value than TINY's (M3oE: [STAR width, representation
+# width, expert widths...], at least three sizes).
+TINY_BY_MODEL = {"m3oe": {"hidden": [16, 8, 8]}}
 # device "cpu": the suite checks the CPU's exact semantics (bitwise reruns, hand-computed
 # steps) on any machine; the CUDA path has its own tests (tests/test_cuda.py).
 TINY_TRAIN = {
@@ -51,7 +64,8 @@ def tiny_overrides(model: str, **extra) -> dict:
     from mdrbench.models import MODELS
 
     names = {f.name for f in fields(MODELS.get(model).Config)}
-    return {**{k: v for k, v in TINY.items() if k in names}, **TINY_TRAIN, **extra}
+    tiny = {k: v for k, v in TINY.items() if k in names}
+    return {**tiny, **TINY_BY_MODEL.get(model, {}), **TINY_TRAIN, **extra}
 
 
 def _sha(path: Path) -> str:

@@ -38,6 +38,10 @@ class MDRModel(nn.Module):
     """Base of the registered models: `Model(info, cfg=None, **overrides)`."""
 
     Config: type[ModelConfig] = ModelConfig
+    # The model's own per-domain parameters as a `specific_params` rule ("re:REGEX"), None
+    # when it has none: `--set specific_params=<it>` gives MAMDR's and DR's theta_d (and
+    # `finetune_params` the finetune stage) those parts only (docs/models.md).
+    domain_specific: str | None = None
 
     def __init__(self, info: DatasetInfo, cfg: ModelConfig | None = None, **overrides):
         super().__init__()
@@ -91,7 +95,10 @@ def embedding(n: int, dim: int, init_std: float, init: str = "normal") -> nn.Emb
 
 
 class Inputs(nn.Module):
-    """The three fields every model sees, each emb_dim wide: user, item, domain.
+    """The fields every model sees, each emb_dim wide, in the order of `names`: user, item,
+    domain. Models that treat fields differently (scenario fields, id fields) select them by
+    name (`index`), never by position, so a dataset with more categorical fields only adds
+    names here.
 
     Ids are embedded when the dataset has no fixed features (Amazon). With fixed features
     (Taobao) the batch's `user_features`/`item_features` are used as they are (not trained;
@@ -105,7 +112,8 @@ class Inputs(nn.Module):
     (`embedding`); the linear part is always normal.
     """
 
-    n_fields = 3
+    names: tuple[str, ...] = ("user", "item", "domain")
+    n_fields = len(names)
     TABLES = ("domain", "user", "item")  # the field tables (emb_l2)
     LINEAR = ("linear_domain", "linear_user", "linear_item", "linear_features")  # linear_l2
 
@@ -153,15 +161,36 @@ class Inputs(nn.Module):
         out.update({f"{m}.weight": linear_l2 for m in self.LINEAR if f"{m}.weight" in own})
         return out
 
-    def fields(self, batch: dict[str, Tensor]) -> Tensor:
-        """[B, 3, emb_dim]: user, item, domain."""
+    def index(self, names: list[str] | tuple[str, ...], what: str = "fields") -> list[int]:
+        """Positions of the named fields in `fields()`; an unknown name is a UserError."""
+        bad = [n for n in names if n not in self.names]
+        if bad:
+            raise UserError(
+                f"{what}: unknown field(s) {', '.join(map(repr, bad))}; fields: "
+                f"{', '.join(self.names)}"
+            )
+        return [self.names.index(n) for n in names]
+
+    def embed(self, batch: dict[str, Tensor]) -> list[Tensor]:
+        """The fields one by one, each [B, emb_dim], in the order of `names`."""
         if self.has_features:
             u = self.project(batch["user_features"])
             i = self.project(batch["item_features"])
         else:
             u = self.user(batch["user_id"])
             i = self.item(batch["item_id"])
-        return torch.stack([u, i, self.domain(batch["domain_id"])], dim=1)
+        return [u, i, self.domain(batch["domain_id"])]
+
+    def fields(self, batch: dict[str, Tensor]) -> Tensor:
+        """[B, n_fields, emb_dim], in the order of `names`."""
+        return torch.stack(self.embed(batch), dim=1)
+
+    @staticmethod
+    def concat(parts: list[Tensor], index: list[int]) -> Tensor:
+        """The fields at `index` (positions in `names`) side by side, [B, len * emb_dim]: a
+        concatenation, whose backward splits (indexing a stacked tensor would fill a zero
+        gradient of all fields for each selection)."""
+        return torch.cat([parts[i] for i in index], dim=1)
 
     def linear(self, batch: dict[str, Tensor]) -> Tensor:
         """[B]: the linear logit (wide part)."""
@@ -179,6 +208,18 @@ class Inputs(nn.Module):
 # ----------------------------------------------------------------------------- blocks
 
 
+class BatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d that, in training, passes a batch of one row through with its running
+    statistics instead of failing (a domain's group of a mixed batch can be one row)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] < 2:
+            return torch.nn.functional.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, eps=self.eps
+            )
+        return super().forward(x)
+
+
 def _init_linear(layer: nn.Linear) -> nn.Linear:
     # Glorot normal kernels and zero biases: DeepCTR's (TF) defaults, which the paper used.
     nn.init.xavier_normal_(layer.weight)
@@ -192,12 +233,28 @@ def linear(in_dim: int, out_dim: int, bias: bool = True) -> nn.Linear:
 
 
 class DNN(nn.Sequential):
-    """Linear -> ReLU -> Dropout for each hidden width; `out_dim` is the last width."""
+    """Linear -> ReLU -> Dropout for each hidden width; `out_dim` is the last width.
 
-    def __init__(self, in_dim: int, hidden: list[int], dropout: float):
+    `batch_norm=True` puts a BatchNorm after each Linear (Scenario-Wise Rec's MLP block:
+    scenario_wise_rec/basic/layers.py `MLP`); `act` is the activation's class; `glorot=False`
+    keeps torch's default Linear initialisation (Scenario-Wise Rec's) instead of Glorot
+    normal kernels and zero biases (DeepCTR's)."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: list[int],
+        dropout: float,
+        batch_norm: bool = False,
+        act: Callable[[], nn.Module] = nn.ReLU,
+        glorot: bool = True,
+    ):
         layers: list[nn.Module] = []
         for h in hidden:
-            layers += [linear(in_dim, h), nn.ReLU()]
+            layers.append(linear(in_dim, h) if glorot else nn.Linear(in_dim, h))
+            if batch_norm:
+                layers.append(BatchNorm(h))
+            layers.append(act())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             in_dim = h
@@ -253,23 +310,38 @@ def route(domain_id: Tensor, fn: Callable[..., Tensor], *xs: Tensor) -> Tensor:
 
     One call when the batch holds a single domain (alternate training); otherwise the rows
     are grouped by domain once (a stable sort), each group runs, and one gather restores the
-    order. Domains absent from the batch cost nothing.
+    order; rows already grouped (`group_by_domain`) are neither sorted nor gathered. Domains
+    absent from the batch cost nothing.
     """
     if domain_id.numel() == 0 or bool((domain_id == domain_id[0]).all()):
         d = int(domain_id[0]) if domain_id.numel() else 0
         return fn(d, *xs)
-    order = torch.argsort(domain_id, stable=True)
     counts = torch.bincount(domain_id).tolist()
-    sorted_xs = [x[order] for x in xs]
-    parts, start = [], 0
-    for d, c in enumerate(counts):
-        if c:
-            parts.append(fn(d, *[x[start : start + c] for x in sorted_xs]))
-            start += c
-    out = torch.cat(parts)
+    grouped = bool((domain_id[1:] >= domain_id[:-1]).all())
+    order = None if grouped else torch.argsort(domain_id, stable=True)
+    # torch.split, not one slice per domain: a slice's backward fills a zero tensor of the
+    # whole batch's size, per domain; split's backward is one concatenation
+    groups = [torch.split(x if order is None else x[order], counts) for x in xs]
+    out = torch.cat([fn(d, *[g[d] for g in groups]) for d, c in enumerate(counts) if c])
+    return out if order is None else out[inverse_permutation(order)]
+
+
+def inverse_permutation(order: Tensor) -> Tensor:
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel(), device=order.device)
-    return out[inverse]
+    return inverse
+
+
+def group_by_domain(batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor | None]:
+    """The batch with its rows grouped by domain (a stable sort of every tensor of it), and
+    the permutation that puts a result of the grouped rows back in the input order (None:
+    the rows were grouped already). A model that routes by domain more than once sorts the
+    batch's few id columns once here, instead of its wide intermediate tensors per route."""
+    d = batch["domain_id"]
+    if d.numel() < 2 or bool((d[1:] >= d[:-1]).all()):
+        return batch, None
+    order = torch.argsort(d, stable=True)
+    return {k: v[order] for k, v in batch.items()}, inverse_permutation(order)
 
 
 def hidden_field(*sizes: int):
@@ -282,10 +354,12 @@ __all__ = [
     "build_model",
     "Inputs",
     "DNN",
+    "BatchNorm",
     "Tower",
     "ExpertBank",
     "softmax_gate",
     "route",
+    "group_by_domain",
     "linear",
     "embedding",
     "hidden_field",

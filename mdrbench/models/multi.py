@@ -29,6 +29,8 @@ from mdrbench.models.base import (
 class SharedBottom(MDRModel):
     """A shared DNN, then one tower per domain."""
 
+    domain_specific = r"re:^towers\."
+
     @dataclass
     class Config(ModelConfig):
         shared_hidden: list[int] = hidden_field(512, 256, 128)
@@ -51,6 +53,8 @@ class SharedBottom(MDRModel):
 @MODELS("mmoe")
 class MMoE(MDRModel):
     """Shared experts mixed by a per-domain softmax gate, then a per-domain tower."""
+
+    domain_specific = r"re:^(gates|towers)\."
 
     @dataclass
     class Config(ModelConfig):
@@ -88,6 +92,8 @@ class PLE(MDRModel):
     mixed by the domain's gate, then the domain's tower. One level keeps a sample's cost
     independent of the number of domains (a second level's shared gate would run every
     domain's experts on every sample)."""
+
+    domain_specific = r"re:^(specific|gates|towers)\."
 
     @dataclass
     class Config(ModelConfig):
@@ -127,29 +133,50 @@ class PLE(MDRModel):
 
 class PartitionedNorm(nn.Module):
     """STAR's partitioned normalisation: batch statistics per domain in training, each
-    domain's moving averages at evaluation; scale (gamma * gamma_d) and shift (beta + beta_d)."""
+    domain's moving averages at evaluation; scale (gamma * gamma_d) and shift (beta + beta_d).
 
-    def __init__(self, n_domains: int, dim: int, momentum: float = 0.1, eps: float = 1e-5):
+    Options for HAMUR's domain norm (scenario.HAMUR): `domain_affine=False` keeps one shared
+    scale and shift, `unbiased=True` normalises with the unbiased batch variance (torch.var's
+    default, as the HAMUR authors' adapter), `batch_stats_at_eval=True` normalises with the
+    evaluated rows' own statistics at evaluation too (the authors' code keeps no moving
+    averages). The moving averages are buffers (docs/models.md, "Training-time state")."""
+
+    def __init__(
+        self,
+        n_domains: int,
+        dim: int,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+        domain_affine: bool = True,
+        unbiased: bool = False,
+        batch_stats_at_eval: bool = False,
+    ):
         super().__init__()
         self.momentum, self.eps = momentum, eps
+        self.unbiased, self.batch_stats_at_eval = unbiased, batch_stats_at_eval
         self.gamma = nn.Parameter(torch.ones(dim))
         self.beta = nn.Parameter(torch.zeros(dim))
-        self.domain_gamma = nn.Parameter(torch.ones(n_domains, dim))
-        self.domain_beta = nn.Parameter(torch.zeros(n_domains, dim))
+        self.domain_affine = domain_affine
+        if domain_affine:
+            self.domain_gamma = nn.Parameter(torch.ones(n_domains, dim))
+            self.domain_beta = nn.Parameter(torch.zeros(n_domains, dim))
         self.register_buffer("running_mean", torch.zeros(n_domains, dim))
         self.register_buffer("running_var", torch.ones(n_domains, dim))
 
     def forward(self, d: int, x: Tensor) -> Tensor:
-        if self.training and x.shape[0] > 1:
+        if (self.training or self.batch_stats_at_eval) and x.shape[0] > 1:
             mean = x.mean(dim=0)
-            var = x.var(dim=0, unbiased=False)
-            with torch.no_grad():
-                m = self.momentum
-                self.running_mean[d].mul_(1 - m).add_(m * mean.detach())
-                self.running_var[d].mul_(1 - m).add_(m * var.detach())
+            var = x.var(dim=0, unbiased=self.unbiased)
+            if self.training:
+                with torch.no_grad():
+                    m = self.momentum
+                    self.running_mean[d].mul_(1 - m).add_(m * mean.detach())
+                    self.running_var[d].mul_(1 - m).add_(m * var.detach())
         else:
             mean, var = self.running_mean[d], self.running_var[d]
         x_hat = (x - mean) * torch.rsqrt(var + self.eps)
+        if not self.domain_affine:
+            return x_hat * self.gamma + self.beta
         return x_hat * (self.gamma * self.domain_gamma[d]) + (self.beta + self.domain_beta[d])
 
 
@@ -157,23 +184,37 @@ class StarLinear(nn.Module):
     """A star-topology layer: weight W * W_d (element-wise), bias b + b_d. Kernels: Glorot
     uniform for W and W_d alike (authors: model_zoo/Star/star_fcn.py `StarFCN.build`,
     `kernel_initializer='glorot_uniform'` for kernel_shared and kernel_specific), or W_d = 1
-    (`domain_init="ones"`, STAR's paper: every domain starts from the shared weights)."""
+    (`domain_init="ones"`, STAR's paper: every domain starts from the shared weights).
+    `gain` scales the Glorot bound; `bias=False` drops both biases. The "domains" are any
+    partition of the rows: AdaptDHM's clusters use this layer too."""
 
-    def __init__(self, n_domains: int, in_dim: int, out_dim: int, domain_init: str = "glorot"):
+    def __init__(
+        self,
+        n_domains: int,
+        in_dim: int,
+        out_dim: int,
+        domain_init: str = "glorot",
+        gain: float = 1.0,
+        bias: bool = True,
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(in_dim, out_dim))
-        nn.init.xavier_uniform_(self.weight)
-        self.bias = nn.Parameter(torch.zeros(out_dim))
+        nn.init.xavier_uniform_(self.weight, gain=gain)
+        self.has_bias = bias
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(out_dim))
         self.domain_weight = nn.Parameter(torch.ones(n_domains, in_dim, out_dim))
         if domain_init == "glorot":
             for d in range(n_domains):
-                nn.init.xavier_uniform_(self.domain_weight.data[d])
+                nn.init.xavier_uniform_(self.domain_weight.data[d], gain=gain)
         elif domain_init != "ones":
             raise UserError(f"domain_init: expected 'glorot' or 'ones', got {domain_init!r}")
-        self.domain_bias = nn.Parameter(torch.zeros(n_domains, out_dim))
+        if bias:
+            self.domain_bias = nn.Parameter(torch.zeros(n_domains, out_dim))
 
     def forward(self, d: int, x: Tensor) -> Tensor:
-        return x @ (self.weight * self.domain_weight[d]) + (self.bias + self.domain_bias[d])
+        out = x @ (self.weight * self.domain_weight[d])
+        return out + (self.bias + self.domain_bias[d]) if self.has_bias else out
 
 
 @MODELS("star")
@@ -189,6 +230,8 @@ class STAR(MDRModel):
     `dropout` > 0 after each hidden layer. Its user, item and domain tables are Keras
     `layers.Embedding` with the defaults (`Star.build_emb`, `Star.build_inputs`): drawn
     uniform +-0.05 (`emb_init`, `init_std`), no L2 (`emb_l2` 0)."""
+
+    domain_specific = r"re:\.domain_(weight|bias|gamma|beta)$"
 
     @dataclass
     class Config(ModelConfig):
