@@ -248,3 +248,61 @@ def test_given_labels_time_split_is_chronological(capsys, tmp_path):
         pl.col("ts").filter(pl.col("split") == 0).max().alias("last_train"),
         pl.col("ts").filter(pl.col("split") == 2).min().alias("first_test"))  # fmt: skip
     assert (per_user["last_train"] <= per_user["first_test"]).all()
+
+
+def test_every_model_embeds_the_side_fields(capsys, table_csv, tmp_path):
+    """Each side field is one more field of every model: categorical ones embedded (their
+    own sparse tables), the dense one projected; changing any field's value changes the
+    logits; the new tables are under emb_l2 (the wide part's under linear_l2) and MAMDR's
+    specific_params=all covers them like the id tables."""
+    import torch
+
+    import mdrbench
+    from mdrbench.data import load_dataset
+    from mdrbench.frameworks.base import (
+        embedding_param_names,
+        sparse_param_names,
+        specific_param_names,
+    )
+    from mdrbench.models import MODELS
+
+    code, err = build(capsys, table_csv, tmp_path, "--label-col", "clicked", *FIELDS)
+    assert code == 0, err
+    data = load_dataset(tmp_path / "shop")
+    batch = data.test.take(slice(0, 64))
+    changed = {"city": (batch["city"] + 1) % 4, "brand": (batch["brand"] + 1) % 7,
+               "price": batch["price"] + 0.5}  # fmt: skip
+    tables = {"inputs.side.0.weight", "inputs.side.1.weight"}
+    for name in MODELS:
+        torch.manual_seed(0)
+        model = MODELS.get(name)(data.info, emb_dim=8, emb_l2=1e-5)
+        assert model.inputs.names == ("user", "item", "domain", "city", "brand", "price"), name
+        assert model.inputs.side[0].num_embeddings == 4 and model.inputs.side[1].num_embeddings == 7
+        assert tables <= embedding_param_names(model) & sparse_param_names(model), name
+        assert tables | {"inputs.dense_weight"} <= set(specific_param_names(model, "all")), name
+        assert {n: lam for n, lam in model.l2_penalties().items() if n in tables} == {
+            t: 1e-5 for t in tables}, name  # fmt: skip
+        model.eval()
+        with torch.no_grad():
+            base = model(batch)
+            for field, values in changed.items():
+                assert not torch.equal(model({**batch, field: values}), base), (name, field)
+    deepfm = MODELS.get("deepfm")(data.info, emb_dim=8, linear_l2=1e-3)
+    assert {"inputs.linear_side.0.weight", "inputs.linear_side.1.weight",
+            "inputs.linear_dense"} <= set(deepfm.l2_penalties())  # fmt: skip
+    res = mdrbench.train(data, "deepfm", "mamdr", epochs=1, emb_dim=8, threads=1,
+                         specific_params="all")  # fmt: skip
+    assert len(res.record["metrics"]["test"]["domains"]) == 3
+
+
+def test_no_side_fields_no_new_parameters(amazon, taobao):
+    """A dataset without side fields builds the parameters it did before they existed (so
+    the five benchmarks' results do not move): no side table, no dense projection."""
+    from mdrbench.models import MODELS
+
+    for data in (amazon, taobao):
+        for name in MODELS:
+            model = MODELS.get(name)(data.info, emb_dim=8)
+            extra = [n for n, _ in model.named_parameters() if "side" in n or "dense" in n]
+            assert extra == [], (name, extra)
+            assert model.inputs.names == ("user", "item", "domain"), name

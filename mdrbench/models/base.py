@@ -110,12 +110,28 @@ class Inputs(nn.Module):
     `linear=True` adds the wide/linear part of WDL, NFM and DeepFM: a 1-d weight per id
     (or a linear map of the fixed features). The field tables are drawn by `init`
     (`embedding`); the linear part is always normal.
+
+    Side fields (a build's manifest `fields`, `DatasetInfo.fields`; docs/format.md) follow
+    the domain in `names`, categorical ones first, each in the manifest's order. A
+    categorical field is embedded with emb_dim in a table of its own (`side.<k>`: sparse
+    like the id tables, drawn by `init`, under `emb_l2`, and covered by MAMDR's
+    `specific_params=all` through the same sparse offsets). A dense field's value x is
+    projected as AutoInt (Song et al., CIKM 2019, section 4.2) and DeepCTR's DenseFeat in
+    FM/DeepFM treat a numerical field: x times a learned emb_dim vector (row k of
+    `dense_weight`). Each is then one more field of `fields()`, so every model combines it
+    as it combines the others: pairwise for FM and AutoInt, concatenated for an MLP and the
+    models built on one, gated or routed with the rest in the scenario models. The wide
+    part gets a 1-d weight per value of each categorical field (`linear_side.<k>`) and one
+    weight per dense field (`linear_dense`). A dataset without side fields builds exactly
+    the parameters (and draws exactly the random numbers) it did before side fields
+    existed.
     """
 
     names: tuple[str, ...] = ("user", "item", "domain")
     n_fields = len(names)
-    TABLES = ("domain", "user", "item")  # the field tables (emb_l2)
-    LINEAR = ("linear_domain", "linear_user", "linear_item", "linear_features")  # linear_l2
+    TABLES = ("domain", "user", "item")  # the field tables (emb_l2), with `side.<k>`
+    # linear_l2, with `linear_side.<k>` and `linear_dense`
+    LINEAR = ("linear_domain", "linear_user", "linear_item", "linear_features")
 
     def __init__(
         self,
@@ -147,6 +163,29 @@ class Inputs(nn.Module):
             else:
                 self.linear_user = embedding(info.n_users, 1, init_std)
                 self.linear_item = embedding(info.n_items, 1, init_std)
+        categorical, dense = info.categorical_fields, info.dense_fields
+        self.categorical = tuple(f.name for f in categorical)
+        self.dense = tuple(f.name for f in dense)
+        if self.categorical or self.dense:
+            self.names = (*Inputs.names, *self.categorical, *self.dense)
+            self.n_fields = len(self.names)
+        self.side = nn.ModuleList(
+            embedding(int(f.cardinality or 0), emb_dim, init_std, init) for f in categorical
+        )
+        if self.dense:
+            self.dense_weight = nn.Parameter(torch.empty(len(self.dense), emb_dim))
+            nn.init.normal_(self.dense_weight, 0.0, init_std)
+        if linear:
+            self.linear_side = nn.ModuleList(
+                embedding(int(f.cardinality or 0), 1, init_std) for f in categorical
+            )
+            if self.dense:
+                self.linear_dense = nn.Parameter(torch.empty(len(self.dense)))
+                nn.init.normal_(self.linear_dense, 0.0, init_std)
+
+    def _dense_values(self, batch: dict[str, Tensor]) -> Tensor:
+        """[B, n_dense]: the dense fields' values."""
+        return torch.stack([batch[n] for n in self.dense], dim=1)
 
     @property
     def out_dim(self) -> int:
@@ -158,7 +197,12 @@ class Inputs(nn.Module):
         table, `l2_reg_linear` on the linear part's tables and kernel)."""
         own = dict(self.named_parameters())
         out = {f"{m}.weight": emb_l2 for m in self.TABLES if f"{m}.weight" in own}
+        out.update({f"side.{k}.weight": emb_l2 for k in range(len(self.side))})
         out.update({f"{m}.weight": linear_l2 for m in self.LINEAR if f"{m}.weight" in own})
+        if self.has_linear:
+            out.update({f"linear_side.{k}.weight": linear_l2 for k in range(len(self.side))})
+            if self.dense:
+                out["linear_dense"] = linear_l2
         return out
 
     def index(self, names: list[str] | tuple[str, ...], what: str = "fields") -> list[int]:
@@ -179,7 +223,12 @@ class Inputs(nn.Module):
         else:
             u = self.user(batch["user_id"])
             i = self.item(batch["item_id"])
-        return [u, i, self.domain(batch["domain_id"])]
+        parts = [u, i, self.domain(batch["domain_id"])]
+        parts += [emb(batch[n]) for emb, n in zip(self.side, self.categorical)]
+        if self.dense:  # x_k * v_k, each [B, emb_dim]
+            x = self._dense_values(batch)
+            parts += [x[:, k : k + 1] * self.dense_weight[k] for k in range(len(self.dense))]
+        return parts
 
     def fields(self, batch: dict[str, Tensor]) -> Tensor:
         """[B, n_fields, emb_dim], in the order of `names`."""
@@ -195,6 +244,10 @@ class Inputs(nn.Module):
     def linear(self, batch: dict[str, Tensor]) -> Tensor:
         """[B]: the linear logit (wide part)."""
         out = self.linear_domain(batch["domain_id"]).squeeze(-1)
+        for w, n in zip(self.linear_side, self.categorical):
+            out = out + w(batch[n]).squeeze(-1)
+        if self.dense:
+            out = out + self._dense_values(batch) @ self.linear_dense
         if self.has_features:
             x = torch.cat([batch["user_features"], batch["item_features"]], dim=1)
             return out + self.linear_features(x).squeeze(-1)
