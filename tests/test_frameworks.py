@@ -991,3 +991,30 @@ def test_offsets_are_evaluated_in_place_and_taken_out_exactly(amazon):
             raise RuntimeError("boom")
     for n, p in fw.named_params().items():
         assert torch.equal(p.detach(), before[n])
+
+
+def test_sparse_adam_is_torchs_bit_for_bit():
+    """`_SparseAdam` is torch's SparseAdam made faster, the same floats: repeated ids in a
+    batch (the gradient's duplicates summed by coalesce), rows no batch touches, a step
+    with no gradient for one table."""
+    from mdrbench.frameworks.base import _SparseAdam
+
+    def run(cls):
+        torch.manual_seed(0)
+        tables = [nn.Embedding(50, 4, sparse=True), nn.Embedding(7, 3, sparse=True)]
+        opt = cls([t.weight for t in tables], lr=1e-2)
+        gen = torch.Generator().manual_seed(1)
+        for step in range(6):
+            for k, t in enumerate(tables):
+                if step == 3 and k == 1:
+                    continue  # no gradient this step
+                ids = torch.randint(0, 20 if k == 0 else 7, (30,), generator=gen)
+                (t(ids) ** 2 * torch.randn(30, 1, generator=gen)).sum().backward()
+            opt.step()
+            for t in tables:
+                t.weight.grad = None
+        return [t.weight.detach() for t in tables]
+
+    ours, torchs = run(_SparseAdam), run(torch.optim.SparseAdam)
+    assert all(torch.equal(a, b) for a, b in zip(ours, torchs))
+    assert torch.equal(ours[0][20:], run(lambda ps, lr: torch.optim.SGD(ps, lr=0))[0][20:])

@@ -223,12 +223,58 @@ class _Adam(torch.optim.Adam):
         return super().step(closure)
 
 
+class _SparseAdam(torch.optim.Optimizer):
+    """torch's `SparseAdam` (the lazy Adam: only the rows a batch touches move), the same
+    arithmetic in the same order, so bit-identical to it (tests/test_frameworks.py), on the
+    coalesced gradient's rows of dense moments: `index_select` / `index_copy_` /
+    `index_add_` instead of sparse tensors' `sparse_mask` and sparse additions. A step
+    costs about half of torch's (3.6 against 6.5 ms for three 40,000 x 128 tables and 1,024
+    ids each, one thread): the optimizer is a third of a small model's training step
+    (docs/benchmarks.md). torch (optim/sparse_adam.py): m += (1 - b1)(g - m); v += (1 -
+    b2)(g^2 - v); w -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps), on those rows."""
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            (b1, b2), eps, lr = group["betas"], group["eps"], group["lr"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if not p.grad.is_sparse:
+                    raise RuntimeError("_SparseAdam takes sparse gradients only")
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                grad = p.grad.coalesce()
+                rows, g = grad._indices()[0], grad._values()
+                if g.numel() == 0:
+                    continue
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                old = m.index_select(0, rows)
+                m_new = g.sub(old).mul_(1 - b1).add_(old)  # torch: upd + old (its numer)
+                m.index_copy_(0, rows, m_new)
+                old = v.index_select(0, rows)
+                v_new = g.pow(2).sub_(old).mul_(1 - b2).add_(old)
+                v.index_copy_(0, rows, v_new)
+                denom = v_new.sqrt_().add_(eps)
+                t = state["step"]
+                step_size = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+                p.index_add_(0, rows, m_new.div_(denom).mul_(-step_size))
+        return None
+
+
 class Optimizer:
     """One optimizer over a named parameter dict, splitting sparse embedding tables off.
 
     Adam does not take sparse gradients: embedding tables with sparse gradients go to
-    SparseAdam (moments updated only on the rows a batch touches: the "lazy Adam" of large
-    recommenders), the rest to Adam (`_Adam`: TF1's epsilon, fused). SGD and Adagrad take
+    SparseAdam (`_SparseAdam`, torch's update, faster; moments updated only on the rows a
+    batch touches: the "lazy Adam" of large recommenders), the rest to Adam (`_Adam`: TF1's epsilon, fused). SGD and Adagrad take
     sparse gradients themselves.
 
     `weight_decay` (name -> coefficient) adds coefficient * w to a parameter's gradient
@@ -263,7 +309,7 @@ class Optimizer:
                           lr=lr, **kwargs)  # fmt: skip
                 )
             if sparse:
-                self.optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
+                self.optimizers.append(_SparseAdam(sparse, lr=lr))
         elif dense or sparse:
             groups = [{"params": sparse}] if sparse else []
             for wd in sorted(set(decay.get(n, 0.0) for n in dense)):
