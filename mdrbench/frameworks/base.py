@@ -274,8 +274,8 @@ class Optimizer:
 
     Adam does not take sparse gradients: embedding tables with sparse gradients go to
     SparseAdam (`_SparseAdam`, torch's update, faster; moments updated only on the rows a
-    batch touches: the "lazy Adam" of large recommenders), the rest to Adam (`_Adam`: TF1's epsilon, fused). SGD and Adagrad take
-    sparse gradients themselves.
+    batch touches: the "lazy Adam" of large recommenders), the rest to Adam (`_Adam`:
+    TF1's epsilon, fused). SGD and Adagrad take sparse gradients themselves.
 
     `weight_decay` (name -> coefficient) adds coefficient * w to a parameter's gradient
     before the step (torch's L2 `weight_decay`, not AdamW's): a Keras `l2(lambda)` penalty

@@ -226,8 +226,7 @@ class Inputs(nn.Module):
         parts = [u, i, self.domain(batch["domain_id"])]
         parts += [emb(batch[n]) for emb, n in zip(self.side, self.categorical)]
         if self.dense:  # x_k * v_k, each [B, emb_dim]
-            x = self._dense_values(batch)
-            parts += [x[:, k : k + 1] * self.dense_weight[k] for k in range(len(self.dense))]
+            parts += (self._dense_values(batch).unsqueeze(-1) * self.dense_weight).unbind(1)
         return parts
 
     def fields(self, batch: dict[str, Tensor]) -> Tensor:
